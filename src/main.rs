@@ -1,0 +1,11 @@
+//! `cryptvol`: parse the command line, run it, map failure to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = cryptvol::cli::Cli::parse();
+    if let Err(e) = cryptvol::cli::run(cli) {
+        eprintln!("cryptvol: {}", cryptvol::cli::error_chain(&e));
+        std::process::exit(1);
+    }
+}
