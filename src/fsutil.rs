@@ -304,7 +304,10 @@ mod tests {
         let file = dir.path().join("file");
         fs::write(&file, b"x").unwrap();
         let err = create_private_dir_all(&file.join("sub")).unwrap_err();
-        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(
+            err.to_string().to_lowercase().contains("not a directory"),
+            "{err}"
+        );
     }
 
     #[test]

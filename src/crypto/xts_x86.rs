@@ -145,20 +145,36 @@ fn expand_key(key: &[u8; 32], out: &mut Schedule) {
     step!(14, 0x40);
 }
 
-/// `t·α` in GF(2^128), IEEE 1619 bit order: shift each 64-bit half left by
-/// one; bit 63 carries into bit 64, bit 127 folds back in as 0x87.
-/// `carry` must be `_mm_set_epi32(0, 1, 0, 0x87)`.
+/// The tweaks `t·α^0 … t·α^7` of one AES-NI step, and `t·α^8`, the next
+/// step's first. `carry` must be `_mm_set_epi32(0, 1, 0, 0x87)`.
+///
+/// `t·α` (IEEE 1619 bit order) shifts each 64-bit half left by one; bit 63
+/// carries into bit 64 and bit 127 folds back in as 0x87. The masks for
+/// those two carries come, as in OpenSSL, from a copy of dwords 3 and 1
+/// (`signs`) that is doubled alongside: after `i` doublings its sign bits
+/// are bits 127 − i and 63 − i of `t`, which are bits 127 and 63 of
+/// `t·α^i` for `i < 56` (the folded-in bits have not climbed that far). So
+/// each tweak costs a 2-cycle chain (add, xor), not 4 (shuffle, shift, and,
+/// xor).
 #[inline]
 #[target_feature(enable = "sse2")]
-fn mul_alpha(t: __m128i, carry: __m128i) -> __m128i {
-    // Dword 0 gets the top dword, dword 2 the second; their sign bits are
-    // bits 127 and 63 of `t`.
-    let signs = _mm_srai_epi32::<31>(_mm_shuffle_epi32::<0x13>(t));
-    _mm_xor_si128(_mm_add_epi64(t, t), _mm_and_si128(signs, carry))
+fn tweaks8(t: __m128i, carry: __m128i) -> ([__m128i; 8], __m128i) {
+    let mut signs = _mm_shuffle_epi32::<0x13>(t);
+    let mut tw = [t; 8];
+    let mut cur = t;
+    for tw in tw.iter_mut() {
+        *tw = cur;
+        let mask = _mm_and_si128(_mm_srai_epi32::<31>(signs), carry);
+        signs = _mm_add_epi32(signs, signs);
+        cur = _mm_xor_si128(_mm_add_epi64(cur, cur), mask);
+    }
+    (tw, cur)
 }
 
-/// One AES round (`$insn`, with `{}`/`{0}` the block and `{k}` the round
-/// key) on the eight registers of `$x`, as one `asm!` statement.
+/// One AES round (`$op`: `aesenc`, `vaesdec`, …) on the eight registers of
+/// `$x` with round key `$k`, as one `asm!` statement; `sse` takes the
+/// two-operand legacy form on `xmm` registers, `vex` the three-operand form
+/// on `ymm` registers.
 ///
 /// Why not the intrinsics: with them LLVM's scheduler (generic x86-64
 /// model) reorders the rounds block by block, one 14-deep chain of
@@ -167,14 +183,29 @@ fn mul_alpha(t: __m128i, carry: __m128i) -> __m128i {
 /// twice that. An `asm!` statement that takes all eight blocks pins the
 /// order to round by round, as OpenSSL's hand-written kernels have it.
 macro_rules! round8 {
-    ($class:ident, $insn:literal, $x:expr, $k:expr) => {{
+    (sse $op:literal, $x:expr, $k:expr) => {
+        round8!(@emit xmm_reg, [
+            concat!($op, " {0}, {k}"), concat!($op, " {1}, {k}"), concat!($op, " {2}, {k}"),
+            concat!($op, " {3}, {k}"), concat!($op, " {4}, {k}"), concat!($op, " {5}, {k}"),
+            concat!($op, " {6}, {k}"), concat!($op, " {7}, {k}"),
+        ], $x, $k)
+    };
+    (vex $op:literal, $x:expr, $k:expr) => {
+        round8!(@emit ymm_reg, [
+            concat!($op, " {0}, {0}, {k}"), concat!($op, " {1}, {1}, {k}"),
+            concat!($op, " {2}, {2}, {k}"), concat!($op, " {3}, {3}, {k}"),
+            concat!($op, " {4}, {4}, {k}"), concat!($op, " {5}, {5}, {k}"),
+            concat!($op, " {6}, {6}, {k}"), concat!($op, " {7}, {7}, {k}"),
+        ], $x, $k)
+    };
+    (@emit $class:ident, [$($line:expr),+ $(,)?], $x:expr, $k:expr) => {{
         let [a, b, c, d, e, f, g, h] = &mut $x;
         // SAFETY: register operands only; no memory, stack or flags are
         // touched. The instruction exists on this CPU: the macro is used
         // only inside kernels whose engine checked the CPU's features.
         unsafe {
             core::arch::asm!(
-                $insn, $insn, $insn, $insn, $insn, $insn, $insn, $insn,
+                $($line),+,
                 inout($class) *a, inout($class) *b, inout($class) *c, inout($class) *d,
                 inout($class) *e, inout($class) *f, inout($class) *g, inout($class) *h,
                 k = in($class) $k,
@@ -184,25 +215,15 @@ macro_rules! round8 {
     }};
 }
 
-/// The first tweaks `E_K2(first + i)` of `N` consecutive sectors,
-/// computed in parallel.
+/// The first tweak of sector `index`: `E_K2(index as 128-bit LE)`.
 #[inline]
 #[target_feature(enable = "aes")]
-fn first_tweaks<const N: usize>(k: &Schedule, first: u64) -> [__m128i; N] {
-    let mut t = [_mm_setzero_si128(); N];
-    for (i, t) in t.iter_mut().enumerate() {
-        let index = first.wrapping_add(i as u64);
-        *t = _mm_xor_si128(_mm_set_epi64x(0, index as i64), k[0]);
-    }
+fn first_tweak(k: &Schedule, index: u64) -> __m128i {
+    let mut t = _mm_xor_si128(_mm_set_epi64x(0, index as i64), k[0]);
     for rk in &k[1..ROUNDS] {
-        for t in t.iter_mut() {
-            *t = _mm_aesenc_si128(*t, *rk);
-        }
+        t = _mm_aesenc_si128(t, *rk);
     }
-    for t in t.iter_mut() {
-        *t = _mm_aesenclast_si128(*t, k[ROUNDS]);
-    }
-    t
+    _mm_aesenclast_si128(t, k[ROUNDS])
 }
 
 /// The first tweaks of the `n <= TWEAK_BATCH` sectors from `first` on; a
@@ -211,12 +232,22 @@ fn first_tweaks<const N: usize>(k: &Schedule, first: u64) -> [__m128i; N] {
 #[inline]
 #[target_feature(enable = "aes")]
 fn sector_tweaks(k: &Schedule, first: u64, n: usize) -> [__m128i; TWEAK_BATCH] {
-    if n == TWEAK_BATCH {
-        return first_tweaks::<TWEAK_BATCH>(k, first);
-    }
     let mut t = [_mm_setzero_si128(); TWEAK_BATCH];
-    for (i, t) in t.iter_mut().enumerate().take(n) {
-        *t = first_tweaks::<1>(k, first.wrapping_add(i as u64))[0];
+    if n < TWEAK_BATCH {
+        for (i, t) in t.iter_mut().enumerate().take(n) {
+            *t = first_tweak(k, first.wrapping_add(i as u64));
+        }
+        return t;
+    }
+    for (i, t) in t.iter_mut().enumerate() {
+        let index = first.wrapping_add(i as u64);
+        *t = _mm_xor_si128(_mm_set_epi64x(0, index as i64), k[0]);
+    }
+    for rk in &k[1..ROUNDS] {
+        round8!(sse "aesenc", t, *rk);
+    }
+    for t in t.iter_mut() {
+        *t = _mm_aesenclast_si128(*t, k[ROUNDS]);
     }
     t
 }
@@ -244,20 +275,17 @@ fn aesni_sector<const DECRYPT: bool>(rk: &Schedule, t0: __m128i, sector: &mut [u
     let mut t = t0;
     let (blocks, _) = sector.as_chunks_mut::<16>();
     for step in blocks.chunks_exact_mut(8) {
-        let mut tw = [t; 8];
-        for i in 1..8 {
-            tw[i] = mul_alpha(tw[i - 1], carry);
-        }
-        t = mul_alpha(tw[7], carry);
+        let (tw, next) = tweaks8(t, carry);
+        t = next;
         let mut x = [_mm_setzero_si128(); 8];
         for i in 0..8 {
             x[i] = _mm_xor_si128(load(&step[i]), _mm_xor_si128(tw[i], rk[0]));
         }
         for k in &rk[1..ROUNDS] {
             if DECRYPT {
-                round8!(xmm_reg, "aesdec {}, {k}", x, *k);
+                round8!(sse "aesdec", x, *k);
             } else {
-                round8!(xmm_reg, "aesenc {}, {k}", x, *k);
+                round8!(sse "aesenc", x, *k);
             }
         }
         for i in 0..8 {
@@ -279,16 +307,19 @@ fn xts_aesni<const DECRYPT: bool>(keys: &Keys, first: u64, sector_size: usize, b
     for_each_sector!(keys, first, sector_size, buf, aesni_sector::<DECRYPT>, rk);
 }
 
-/// `t·α^K` in each 128-bit lane, for `1 <= K <= 56`; `R` must be `64 - K`.
-/// `poly` holds [`POLY`] in the low half of each lane.
+/// `t·α^k` in each 128-bit lane, with `k` (`0 <= k <= 56`) given per
+/// 64-bit half and equal in both halves of a lane. `poly` holds [`POLY`] in
+/// the low half of each lane.
 #[inline]
 #[target_feature(enable = "avx2,vpclmulqdq")]
-fn mul_alpha_bits<const K: i32, const R: i32>(t: __m256i, poly: __m256i) -> __m256i {
+fn mul_alpha_var(t: __m256i, k: __m256i, poly: __m256i) -> __m256i {
+    // Shift counts of 64 give 0 in `sllv`/`srlv`, which makes k = 0 work.
+    let r = _mm256_sub_epi64(_mm256_set1_epi64x(64), k);
     let up = _mm256_or_si256(
-        _mm256_slli_epi64::<K>(t),
-        _mm256_srli_epi64::<R>(_mm256_bslli_epi128::<8>(t)),
+        _mm256_sllv_epi64(t, k),
+        _mm256_srlv_epi64(_mm256_bslli_epi128::<8>(t), r),
     );
-    let out = _mm256_srli_epi64::<R>(_mm256_bsrli_epi128::<8>(t));
+    let out = _mm256_srlv_epi64(_mm256_bsrli_epi128::<8>(t), r);
     _mm256_xor_si256(up, _mm256_clmulepi64_epi128::<0x00>(out, poly))
 }
 
@@ -311,15 +342,13 @@ const VAES_LANES: usize = 8;
 #[target_feature(enable = "aes,avx2,vaes,vpclmulqdq")]
 fn vaes_sector<const DECRYPT: bool>(rk: &Schedule, t0: __m128i, sector: &mut [u8]) {
     let poly = _mm256_set_epi64x(0, POLY, 0, POLY);
-    // Lane j holds (T_2j, T_2j+1), low block first as in memory.
+    // Lane j holds (T_2j, T_2j+1), low block first as in memory; each is
+    // computed from T_0 directly, so they do not wait on each other.
     let t = _mm256_broadcastsi128_si256(t0);
     let mut tw = [t; VAES_LANES];
-    tw[0] = _mm256_blend_epi32::<0xf0>(t, mul_alpha_bits::<1, 63>(t, poly));
-    tw[1] = mul_alpha_bits::<2, 62>(tw[0], poly);
-    tw[2] = mul_alpha_bits::<4, 60>(tw[0], poly);
-    tw[3] = mul_alpha_bits::<4, 60>(tw[1], poly);
-    for j in 4..8 {
-        tw[j] = mul_alpha_bytes::<1, 15>(tw[j - 4], poly);
+    for (j, tw) in tw.iter_mut().enumerate() {
+        let k = 2 * j as i64;
+        *tw = mul_alpha_var(t, _mm256_set_epi64x(k + 1, k + 1, k, k), poly);
     }
     let first = _mm256_broadcastsi128_si256(rk[0]);
     let last = _mm256_broadcastsi128_si256(rk[ROUNDS]);
@@ -332,9 +361,9 @@ fn vaes_sector<const DECRYPT: bool>(rk: &Schedule, t0: __m128i, sector: &mut [u8
         for k in &rk[1..ROUNDS] {
             let k = _mm256_broadcastsi128_si256(*k);
             if DECRYPT {
-                round8!(ymm_reg, "vaesdec {0}, {0}, {k}", x, k);
+                round8!(vex "vaesdec", x, k);
             } else {
-                round8!(ymm_reg, "vaesenc {0}, {0}, {k}", x, k);
+                round8!(vex "vaesenc", x, k);
             }
         }
         for j in 0..VAES_LANES {

@@ -57,6 +57,8 @@ pub const MIN_CIPHERTEXT_LEN: usize = 1 + TAG_LEN;
 pub const MAX_CIPHERTEXT_LEN: usize = MAX_BLOB_LEN - CIPHERTEXT_OFFSET;
 /// Longest plaintext a blob can carry.
 pub const MAX_PLAINTEXT_LEN: usize = MAX_CIPHERTEXT_LEN - TAG_LEN;
+// Encrypt takes up to 4096 bytes of plaintext (AWS); its blob must fit.
+const _: () = assert!(MAX_PLAINTEXT_LEN >= 4096);
 
 /// Why bytes are not a valid blob. Each says what was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,6 +16,7 @@ use super::proto::{self, Command, RequestHeader};
 use super::{serve_tcp, Export, ServerConfig};
 use crate::blockdev::MemDevice;
 
+mod bench;
 mod clients;
 mod raw;
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench.sh (stdlib only).
+
+Subcommands:
+  free-port [USED...]        print a random free TCP port on 127.0.0.1
+  fio JSON                   print "iops bw_bytes io_bytes" of a one-job fio run
+  xts-speed FILE             print "encrypt_Bps decrypt_Bps engine" from cryptvol-xts-speed
+  openssl FILE               print bytes/s from `openssl speed -evp ...` output
+  report META FIO CRYPTO     print the Markdown report; exit 1 with --strict
+                             when a target is missed
+"""
+
+import json
+import math
+import random
+import re
+import socket
+import statistics
+import sys
+
+
+def die(msg):
+    print(f"benchlib: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+# --- ports -----------------------------------------------------------------
+
+def free_port(used):
+    used = {int(u) for u in used}
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(20000, 60999)
+        if port in used:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        print(port)
+        return
+    die("no free TCP port found on 127.0.0.1 in 20000-60999")
+
+
+# --- parsers ---------------------------------------------------------------
+
+def fio_result(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    # Some fio engines print a line before the JSON document; skip to it.
+    start = text.find("{")
+    if start < 0:
+        die(f"{path}: no JSON in fio output")
+    try:
+        doc = json.loads(text[start:])
+    except json.JSONDecodeError as e:
+        die(f"{path}: cannot parse fio JSON: {e}")
+    jobs = doc.get("jobs") or []
+    if len(jobs) != 1:
+        die(f"{path}: expected one fio job, got {len(jobs)}")
+    job = jobs[0]
+    if job.get("error"):
+        die(f"{path}: fio job error {job['error']}")
+    # The direction that moved bytes (a job here either reads or writes).
+    best = max((job.get(d, {}) for d in ("read", "write")),
+               key=lambda d: d.get("io_bytes", 0))
+    if not best.get("io_bytes"):
+        die(f"{path}: fio moved no data")
+    print(f"{best['iops']:.3f} {best['bw_bytes']} {best['io_bytes']}")
+
+
+def xts_speed(path):
+    # Lines like: "encrypt 4096-byte sectors: 3912345678 bytes/s (3.91 GB/s) [aes-ni]"
+    enc = dec = None
+    engine = "?"
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"\s*(encrypt|decrypt)\b.*?([0-9][0-9.eE+]*)\s*bytes/s", line)
+        if not m:
+            continue
+        value = float(m.group(2))
+        if m.group(1) == "encrypt":
+            enc = value
+        else:
+            dec = value
+        e = re.search(r"\[([^\]]+)\]\s*$", line)
+        if e:
+            engine = e.group(1)
+    if enc is None:
+        die(f"{path}: no 'encrypt ... bytes/s' line from cryptvol-xts-speed")
+    print(f"{enc:.0f} {dec if dec is not None else 'nan'} {engine}")
+
+
+def openssl_speed(path):
+    # Last line: "AES-256-XTS    4380718.55k" (1000s of bytes per second).
+    lines = [l for l in open(path, encoding="utf-8", errors="replace") if l.strip()]
+    if not lines:
+        die(f"{path}: empty openssl output")
+    m = re.search(r"([0-9.]+)k\s*$", lines[-1])
+    if not m:
+        die(f"{path}: cannot parse openssl's last line: {lines[-1].strip()!r}")
+    print(f"{float(m.group(1)) * 1000:.0f}")
+
+
+# --- report ----------------------------------------------------------------
+
+WORKLOADS = [
+    # id, title, unit, target vs nbdkit+luks
+    ("randread4k", "4k randread QD16", "IOPS", 1.5),
+    ("randwrite4k", "4k randwrite QD16", "IOPS", 1.5),
+    ("read1m", "1M read QD8", "GB/s", 2.0),
+    ("write1m", "1M write QD8", "GB/s", 2.0),
+]
+PLAIN_TARGET = 0.8
+CRYPTO_TARGET = 0.8
+
+LABELS = {
+    "cryptvol": "cryptvol (AES-256-XTS)",
+    "nbdkit-file": "nbdkit file (plain)",
+    "nbdkit-luks": "nbdkit file + luks filter (AES-256-XTS)",
+    "qemu-nbd-raw": "qemu-nbd raw (plain)",
+    "qemu-nbd-luks": "qemu-nbd LUKS (AES-256-XTS)",
+}
+
+
+def read_meta(path):
+    meta = {}
+    for line in open(path, encoding="utf-8"):
+        if "=" in line:
+            k, v = line.rstrip("\n").split("=", 1)
+            meta[k] = v
+    return meta
+
+
+def summarize(values, stat):
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return math.nan
+    return max(vals) if stat == "best" else statistics.median(vals)
+
+
+def fmt_value(value, unit):
+    if math.isnan(value):
+        return "error"
+    if unit == "IOPS":
+        return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+    return f"{value / 1e9:.2f}"
+
+
+def fmt_ratio(num, den, target):
+    """Returns (cell text, met or None when unknown)."""
+    if math.isnan(num) or math.isnan(den) or den == 0:
+        return "n/a", None
+    r = num / den
+    met = r >= target
+    text = f"{r:.2f}x ✓" if met else f"**{r:.2f}x ✗**"
+    return text, met
+
+
+def report(meta_path, fio_path, crypto_path, strict):
+    meta = read_meta(meta_path)
+    stat = meta.get("stat", "median")
+    servers = meta.get("servers", "").split()
+
+    # fio results: round \t workload \t server \t iops \t bw_bytes
+    cells = {}
+    for line in open(fio_path, encoding="utf-8"):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 5:
+            continue
+        _, wid, server, iops, bw = parts
+        unit = next(w[2] for w in WORKLOADS if w[0] == wid)
+        value = float(iops) if unit == "IOPS" else float(bw)
+        cells.setdefault((server, wid), []).append(value)
+
+    def cell(server, wid):
+        return summarize(cells.get((server, wid), []), stat)
+
+    out = []
+    p = out.append
+    p("# cryptvol benchmark")
+    p("")
+    p(f"- date: {meta.get('date', '?')}")
+    p(f"- machine: {meta.get('cpu', '?')}, nproc {meta.get('nproc', '?')}, "
+      f"{meta.get('mem', '?')} RAM, Linux {meta.get('kernel', '?')}; "
+      f"load average at start {meta.get('load', '?')}")
+    p(f"- cryptvol: {meta.get('rev', '?')}; XTS engine {meta.get('engine', '?')}")
+    p(f"- tools: {meta.get('tools', '?')}")
+    p(f"- method: fio `nbd` engine, 1 job, time-based {meta.get('seconds', '?')} s per cell, "
+      f"{meta.get('rounds', '?')} interleaved round(s) (every server back to back per workload, "
+      f"server order rotated each round), {stat} per cell; every export is 1 GiB, "
+      f"filled with random data first; all servers on 127.0.0.1 TCP")
+    p("")
+
+    if servers:
+        p("## NBD throughput")
+        p("")
+        head = "| server | " + " | ".join(f"{t} ({u})" for _, t, u, _ in WORKLOADS) + " |"
+        p(head)
+        p("| --- |" + " ---: |" * len(WORKLOADS))
+        for s in servers:
+            row = [fmt_value(cell(s, wid), unit) for wid, _, unit, _ in WORKLOADS]
+            p(f"| {LABELS.get(s, s)} | " + " | ".join(row) + " |")
+
+    targets = []  # (description, met: True / False / None when unmeasured)
+
+    def ratio_row(label, den_server, target_of):
+        row = []
+        for wid, title, _, luks_target in WORKLOADS:
+            target = target_of(luks_target)
+            text, met = fmt_ratio(cell("cryptvol", wid), cell(den_server, wid), target)
+            row.append(text)
+            targets.append((f"cryptvol / {den_server} on {title}: {text.strip('*')} "
+                            f"(target ≥ {target:g}x)", met))
+        p(f"| {label} | " + " | ".join(row) + " |")
+
+    if "cryptvol" in servers and "nbdkit-file" in servers:
+        ratio_row(f"**cryptvol / nbdkit file** (target ≥ {PLAIN_TARGET:g}x)", "nbdkit-file",
+                  lambda _t: PLAIN_TARGET)
+    if "cryptvol" in servers and "nbdkit-luks" in servers:
+        ratio_row("**cryptvol / nbdkit luks** (target ≥ 1.5x 4k, ≥ 2x 1M)", "nbdkit-luks",
+                  lambda t: t)
+    for extra in ("qemu-nbd-raw", "qemu-nbd-luks"):
+        if "cryptvol" in servers and extra in servers:
+            row = []
+            for wid, _, _, _ in WORKLOADS:
+                c, d = cell("cryptvol", wid), cell(extra, wid)
+                row.append("n/a" if math.isnan(c) or math.isnan(d) or d == 0 else f"{c / d:.2f}x")
+            p(f"| cryptvol / {extra} (no target) | " + " | ".join(row) + " |")
+
+    if servers and int(meta.get("rounds", "1")) > 1:
+        p("")
+        p(f"Spread over rounds (min–max; the table shows the {stat}):")
+        p("")
+        p("| server | " + " | ".join(t for _, t, _, _ in WORKLOADS) + " |")
+        p("| --- |" + " ---: |" * len(WORKLOADS))
+        for s in servers:
+            row = []
+            for wid, _, unit, _ in WORKLOADS:
+                vals = [v for v in cells.get((s, wid), []) if not math.isnan(v)]
+                row.append(f"{fmt_value(min(vals), unit)}–{fmt_value(max(vals), unit)}"
+                           if vals else "error")
+            p(f"| {s} | " + " | ".join(row) + " |")
+
+    # crypto results: round \t what \t bytes_per_s ; what in cv-enc cv-dec ossl-enc ossl-dec
+    crypto = {}
+    try:
+        for line in open(crypto_path, encoding="utf-8"):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 3:
+                crypto.setdefault(parts[1], []).append(float(parts[2]))
+    except FileNotFoundError:
+        pass
+    if crypto:
+        def cval(key):
+            return summarize(crypto.get(key, []), stat)
+
+        def gbs(v):
+            return "error" if math.isnan(v) else f"{v / 1e9:.2f}"
+
+        p("")
+        p(f"## Sector crypto (one core, 4 KiB, {meta.get('crypto_seconds', '?')} s each, "
+          f"{meta.get('crypto_rounds', '?')} interleaved round(s), {stat})")
+        p("")
+        p("| | encrypt (GB/s) | decrypt (GB/s) |")
+        p("| --- | ---: | ---: |")
+        p(f"| `cryptvol-xts-speed` [{meta.get('engine', '?')}] | {gbs(cval('cv-enc'))} | "
+          f"{gbs(cval('cv-dec'))} |")
+        p(f"| `openssl speed -evp aes-256-xts -bytes 4096` | {gbs(cval('ossl-enc'))} | "
+          f"{gbs(cval('ossl-dec'))} |")
+        row = []
+        for d in ("enc", "dec"):
+            text, met = fmt_ratio(cval(f"cv-{d}"), cval(f"ossl-{d}"), CRYPTO_TARGET)
+            row.append(text)
+            if d == "enc":  # the target is stated for encryption; decrypt is shown too
+                targets.append((f"cryptvol XTS encrypt / openssl: {text.strip('*')} "
+                                f"(target ≥ {CRYPTO_TARGET:g}x)", met))
+        p(f"| **cryptvol / openssl** (target ≥ {CRYPTO_TARGET:g}x) | {row[0]} | {row[1]} |")
+
+    misses = [desc for desc, met in targets if met is not True]
+    p("")
+    if misses:
+        p(f"Targets: {len(targets) - len(misses)} of {len(targets)} met; missed or unmeasured:")
+        for m in misses:
+            p(f"- {m}")
+    else:
+        p(f"Targets: all {len(targets)} met.")
+    print("\n".join(out))
+    sys.stdout.flush()
+    if strict and misses:
+        sys.exit(1)
+
+
+def main(argv):
+    if not argv:
+        die("usage: benchlib.py free-port|fio|xts-speed|openssl|report ...")
+    cmd, args = argv[0], argv[1:]
+    if cmd == "free-port":
+        free_port(args)
+    elif cmd == "fio" and len(args) == 1:
+        fio_result(args[0])
+    elif cmd == "xts-speed" and len(args) == 1:
+        xts_speed(args[0])
+    elif cmd == "openssl" and len(args) == 1:
+        openssl_speed(args[0])
+    elif cmd == "report" and len(args) in (3, 4):
+        report(args[0], args[1], args[2], strict=len(args) == 4 and args[3] == "--strict")
+    else:
+        die(f"bad arguments: {' '.join(argv)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
