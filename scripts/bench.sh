@@ -111,6 +111,7 @@ fi
 
 # --- temp dir and cleanup -----------------------------------------------------
 
+BUILD_SECONDS=0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cryptvol-bench.XXXXXX")
 PIDS=()
 
@@ -132,10 +133,24 @@ stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 5 s
     wait "$pid" 2>/dev/null || true
 }
 
+CHILD="" # the long-running command in progress, for cleanup
+
+# run_child CMD...: runs CMD in the background and waits for it, so that
+# SIGINT/SIGTERM reach the trap at once instead of after CMD ends.
+run_child() {
+    local rc=0
+    "$@" &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
+    [[ -n ${CHILD:-} ]] && stop_pid "$CHILD"
     for pid in "${PIDS[@]}"; do
         stop_pid "$pid"
     done
@@ -156,8 +171,10 @@ need_kib=$(((${#SERVERS[@]} + 1) * 1024 * 1024))
 if want cryptvol || [[ $DO_CRYPTO == 1 ]]; then
     if [[ $DO_BUILD == 1 ]]; then
         log "building: cargo build --release"
-        (cd "$ROOT" && cargo build --release >&2) ||
+        build_start=$SECONDS
+        run_child cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2 ||
             die "cargo build --release failed (the tree may be mid-change); retry later, or BENCH_BUILD=0 to use the binaries already in target/release"
+        BUILD_SECONDS=$((SECONDS - build_start))
     fi
     if want cryptvol; then
         [[ -x $CRYPTVOL ]] || die "$CRYPTVOL is missing; run cargo build --release"
@@ -178,13 +195,14 @@ CRYPTO_RESULTS="$WORK/crypto.tsv"
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p)
 if command -v lscpu >/dev/null 2>&1; then
     lscpu_model=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | sed -n 1p)
-    [[ ${#lscpu_model} -gt ${#cpu} ]] && cpu=$lscpu_model
+    if ((${#lscpu_model} > ${#cpu})); then cpu=$lscpu_model; fi
 fi
 rev=unknown
 if git -C "$ROOT" rev-parse --short HEAD >/dev/null 2>&1; then
     rev="git $(git -C "$ROOT" rev-parse --short HEAD)"
-    [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] &&
+    if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
         rev+=" + uncommitted changes"
+    fi
 fi
 tools="$(fio --version)"
 command -v nbdkit >/dev/null 2>&1 && tools+=", $(nbdkit --version | sed -n 1p)"
@@ -214,7 +232,7 @@ log "servers: ${SERVERS[*]}; ${RUNTIME} s per cell, $ROUNDS round(s); work dir $
 engine="?"
 run_crypto_cryptvol() { # run_crypto_cryptvol ROUND
     local out="$WORK/xts-speed.$1.txt" parsed enc dec
-    if ! "$XTS_SPEED" "$CRYPTO_SECONDS" 4096 >"$out" 2>&1; then
+    if ! run_child "$XTS_SPEED" "$CRYPTO_SECONDS" 4096 >"$out" 2>&1; then
         log "cryptvol-xts-speed failed:"; tail -n 5 "$out" >&2
         printf '%s\tcv-enc\tnan\n%s\tcv-dec\tnan\n' "$1" "$1" >>"$CRYPTO_RESULTS"
         return 0
@@ -230,7 +248,7 @@ run_crypto_cryptvol() { # run_crypto_cryptvol ROUND
 run_crypto_openssl() { # run_crypto_openssl ROUND enc|dec
     local out="$WORK/openssl.$1.$2.txt" v args=()
     [[ $2 == dec ]] && args=(-decrypt)
-    if openssl speed -evp aes-256-xts "${args[@]}" -bytes 4096 -seconds "$CRYPTO_SECONDS" >"$out" 2>/dev/null &&
+    if run_child openssl speed -evp aes-256-xts "${args[@]}" -bytes 4096 -seconds "$CRYPTO_SECONDS" >"$out" 2>/dev/null &&
         v=$(python3 "$LIB" openssl "$out"); then
         printf '%s\tossl-%s\t%s\n' "$1" "$2" "$v" >>"$CRYPTO_RESULTS"
         log "crypto round $1: openssl $2 $(awk -v v="$v" 'BEGIN { printf "%.2f", v / 1e9 }') GB/s"
@@ -368,27 +386,32 @@ done
 
 # --- fio ----------------------------------------------------------------------
 
-run_fio() { # run_fio NAME JSON FIO-ARGS...: prints "iops bw_bytes io_bytes"; 1 on failure
-    local name=$1 json=$2
+RES=""
+run_fio() { # run_fio NAME JSON FIO-ARGS...: sets RES="iops bw_bytes io_bytes"; 1 on failure
+    local name=$1 json=$2 rc=0
     shift 2
-    if ! timeout -k 10 $((RUNTIME + RAMP + 120)) \
+    run_child timeout -k 10 $((RUNTIME + RAMP + 120)) \
         fio --name="$name" --ioengine=nbd --uri="${URI[$name]}" --numjobs=1 \
-        --output-format=json --output="$json" "$@" >"$json.log" 2>&1; then
-        log "fio failed against $name ($*):"
+        --output-format=json --output="$json" "$@" >"$json.log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        log "fio failed against $name ($*), exit $rc:"
         tail -n 10 "$json.log" >&2 || true
         [[ -s $json ]] && tail -n 5 "$json" >&2
-        alive "${PID[$name]}" || { log "$name (pid ${PID[$name]}) has exited; its stderr:"; tail -n 20 "$WORK/$name.err" >&2; }
+        if ! alive "${PID[$name]}"; then
+            log "$name (pid ${PID[$name]}) has exited; its stderr:"
+            tail -n 20 "$WORK/$name.err" >&2
+        fi
         return 1
     fi
-    python3 "$LIB" fio "$json"
+    RES=$(python3 "$LIB" fio "$json")
 }
 
 for name in "${SERVERS[@]}"; do
     log "filling $name with 1 GiB of random data"
     start=$SECONDS
-    res=$(run_fio "$name" "$WORK/fill.$name.json" --rw=write --bs=1M --iodepth=8 \
-        --refill_buffers --end_fsync=1) || die "filling $name failed"
-    read -r _ _ bytes <<<"$res"
+    run_fio "$name" "$WORK/fill.$name.json" --rw=write --bs=1M --iodepth=8 \
+        --refill_buffers --end_fsync=1 || die "filling $name failed"
+    read -r _ _ bytes <<<"$RES"
     ((bytes >= SIZE_BYTES)) || die "filling $name wrote only $bytes bytes"
     log "filled $name in $((SECONDS - start)) s"
 done
@@ -405,8 +428,8 @@ for ((r = 0; r < ROUNDS; r++)); do
             args=(--rw="${WL_RW[$w]}" --bs="${WL_BS[$w]}" --iodepth="${WL_QD[$w]}"
                 --time_based --runtime="$RUNTIME")
             ((RAMP > 0)) && args+=(--ramp_time="$RAMP")
-            if res=$(run_fio "$name" "$json" "${args[@]}"); then
-                read -r iops bw _ <<<"$res"
+            if run_fio "$name" "$json" "${args[@]}"; then
+                read -r iops bw _ <<<"$RES"
                 show=$(awk -v i="$iops" -v b="$bw" -v bs="${WL_BS[$w]}" \
                     'BEGIN { if (bs == "4k") printf "%.1fk IOPS", i / 1000; else printf "%.2f GB/s", b / 1e9 }')
             else
@@ -426,5 +449,5 @@ report_args=("$META" "$FIO_RESULTS" "$CRYPTO_RESULTS")
 rc=0
 python3 "$LIB" report "${report_args[@]}" || rc=$?
 echo
-echo "(bench.sh took ${elapsed} s)"
+echo "(bench.sh took ${elapsed} s, of which ${BUILD_SECONDS} s building cryptvol)"
 exit "$rc"

@@ -66,7 +66,13 @@ pub trait BlockDevice: Send + Sync {
     /// Discards a range: afterwards it reads as zeros.
     fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), DeviceError>;
     /// Zeroes a range; with `may_trim` the range may be deallocated.
-    fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> Result<(), DeviceError>;
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        may_trim: bool,
+        fua: bool,
+    ) -> Result<(), DeviceError>;
     /// Allocation map of `offset..offset+len`: consecutive extents starting at
     /// `offset`, covering at least one byte and at most `len` bytes.
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>, DeviceError>;
@@ -82,7 +88,10 @@ pub struct MemDevice {
 
 impl MemDevice {
     pub fn new(size: usize, read_only: bool) -> Self {
-        MemDevice { data: Mutex::new(vec![0; size]), read_only }
+        MemDevice {
+            data: Mutex::new(vec![0; size]),
+            read_only,
+        }
     }
 
     fn check(&self, offset: u64, len: u64) -> Result<(usize, usize), DeviceError> {
@@ -131,7 +140,13 @@ impl BlockDevice for MemDevice {
     fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), DeviceError> {
         self.write_zeroes(offset, len, true, fua)
     }
-    fn write_zeroes(&self, offset: u64, len: u64, _may_trim: bool, _fua: bool) -> Result<(), DeviceError> {
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        _may_trim: bool,
+        _fua: bool,
+    ) -> Result<(), DeviceError> {
         if self.read_only {
             return Err(DeviceError::ReadOnly);
         }
@@ -149,7 +164,11 @@ impl BlockDevice for MemDevice {
             let zero = data[pos as usize..next as usize].iter().all(|&b| b == 0);
             match out.last_mut() {
                 Some(last) if last.zero == zero => last.length += next - pos,
-                _ => out.push(Extent { length: next - pos, hole: zero, zero }),
+                _ => out.push(Extent {
+                    length: next - pos,
+                    hole: zero,
+                    zero,
+                }),
             }
             pos = next;
         }

@@ -231,6 +231,36 @@ impl FileLock {
         })
     }
 
+    /// Takes an exclusive lock on `path` if no one else holds one, without
+    /// waiting; `Ok(None)` when it is held elsewhere. Creates the file when
+    /// missing.
+    pub fn try_exclusive(path: &Path) -> Result<Option<FileLock>, FsError> {
+        let file = open_lock_file(path)?;
+        Self::try_lock(file, path)
+    }
+
+    /// Like [`FileLock::try_exclusive`], but on an existing file only
+    /// (`Ok(None)` if it does not exist): for probing whether the holder of
+    /// a lock is still alive without leaving a file behind.
+    pub fn try_exclusive_existing(path: &Path) -> Result<Option<FileLock>, FsError> {
+        match File::open(path) {
+            Ok(file) => Self::try_lock(file, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FsError::new("open", path, e)),
+        }
+    }
+
+    fn try_lock(file: File, path: &Path) -> Result<Option<FileLock>, FsError> {
+        match file.try_lock() {
+            Ok(()) => Ok(Some(FileLock {
+                file,
+                path: path.to_path_buf(),
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(FsError::new("lock", path, e)),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

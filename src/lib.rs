@@ -28,9 +28,10 @@
 #![deny(unsafe_code)]
 
 pub mod blockdev;
-pub mod crypto;
-pub mod nbd;
 pub mod cli;
+pub mod crypto;
 pub mod fsutil;
 pub mod kms;
+pub mod nbd;
+pub mod snapshot;
 pub mod volume;

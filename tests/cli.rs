@@ -8,7 +8,12 @@ use common::*;
 fn volume_create_list_describe_delete() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let created = cryptvol_ok(d, &["--output", "json", "volume", "create", "data", "--size", "16M"]);
+    let created = cryptvol_ok(
+        d,
+        &[
+            "--output", "json", "volume", "create", "data", "--size", "16M",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(&created).unwrap();
     for field in [
         "volume_id",
@@ -34,13 +39,34 @@ fn volume_create_list_describe_delete() {
     assert_eq!(v["cipher"], "aes-xts-plain64");
     assert_eq!(v["region"], "us-east-1");
     assert_eq!(v["encryption_context"]["aws:ebs:id"], id);
-    assert!(v["kms_key_arn"].as_str().unwrap().starts_with("arn:aws:kms:us-east-1:"));
+    assert!(v["kms_key_arn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:kms:us-east-1:"));
 
-    cryptvol_ok(d, &["volume", "create", "small", "--size", "1M", "--sector-size", "512", "--unencrypted"]);
+    cryptvol_ok(
+        d,
+        &[
+            "volume",
+            "create",
+            "small",
+            "--size",
+            "1M",
+            "--sector-size",
+            "512",
+            "--unencrypted",
+        ],
+    );
     let list = cryptvol_ok(d, &["volume", "list"]);
-    assert!(list.contains("data") && list.contains("small") && list.contains(id), "{list}");
+    assert!(
+        list.contains("data") && list.contains("small") && list.contains(id),
+        "{list}"
+    );
     let by_id = cryptvol_ok(d, &["--output", "json", "volume", "describe", id]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&by_id).unwrap()["name"], "data");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&by_id).unwrap()["name"],
+        "data"
+    );
     let text = cryptvol_ok(d, &["volume", "describe", "small"]);
     assert!(text.contains("encrypted") && text.contains("no"), "{text}");
 
@@ -55,11 +81,31 @@ fn bad_input_gets_a_message_that_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cases: [(&[&str], &str); 6] = [
-        (&["volume", "create", "x", "--size", "12Q"], "unknown size unit"),
-        (&["volume", "create", "x", "--size", "4097"], "multiple of the 4096-byte sector size"),
+        (
+            &["volume", "create", "x", "--size", "12Q"],
+            "unknown size unit",
+        ),
+        (
+            &["volume", "create", "x", "--size", "4097"],
+            "multiple of the 4096-byte sector size",
+        ),
         (&["volume", "create", "x"], "--size is required"),
-        (&["volume", "create", "bad/name", "--size", "1M"], "invalid volume name"),
-        (&["volume", "create", "x", "--size", "1M", "--sector-size", "1024"], "512 or 4096"),
+        (
+            &["volume", "create", "bad/name", "--size", "1M"],
+            "invalid volume name",
+        ),
+        (
+            &[
+                "volume",
+                "create",
+                "x",
+                "--size",
+                "1M",
+                "--sector-size",
+                "1024",
+            ],
+            "512 or 4096",
+        ),
         (&["serve", "missing"], "--create --size"),
     ];
     for (args, want) in cases {
@@ -72,16 +118,35 @@ fn bad_input_gets_a_message_that_says_what_to_do() {
     cryptvol_ok(d, &["volume", "create", "x", "--size", "1M"]);
     let dup = cryptvol(d, &["volume", "create", "x", "--size", "1M"]);
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
-    let bad_key = cryptvol(d, &["volume", "create", "y", "--size", "1M", "--kms-key-id", "alias/nope"]);
+    let bad_key = cryptvol(
+        d,
+        &[
+            "volume",
+            "create",
+            "y",
+            "--size",
+            "1M",
+            "--kms-key-id",
+            "alias/nope",
+        ],
+    );
     assert!(!bad_key.status.success());
-    assert!(String::from_utf8_lossy(&bad_key.stderr).contains("alias/nope"), "{}", String::from_utf8_lossy(&bad_key.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad_key.stderr).contains("alias/nope"),
+        "{}",
+        String::from_utf8_lossy(&bad_key.stderr)
+    );
 }
 
 #[test]
 fn serve_announces_export_and_key_then_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut srv = Server::start(dir.path(), &["demo", "--create", "--size", "1M"]);
-    assert!(srv.uri().starts_with("nbd://127.0.0.1:") && srv.uri().ends_with("/demo"), "{}", srv.uri());
+    assert!(
+        srv.uri().starts_with("nbd://127.0.0.1:") && srv.uri().ends_with("/demo"),
+        "{}",
+        srv.uri()
+    );
     let st = srv.stop();
     assert!(st.success(), "serve should exit cleanly on SIGTERM: {st}");
     // The volume persists and is served again without --create.

@@ -26,11 +26,21 @@ fn nbdinfo_sees_size_block_sizes_and_capabilities() {
     assert_eq!(e["block_size_minimum"], 512);
     assert_eq!(e["block_size_preferred"], 4096);
     assert_eq!(e["block_size_maximum"], 32 << 20);
-    for cap in ["can_flush", "can_fua", "can_trim", "can_zero", "can_multi_conn"] {
+    for cap in [
+        "can_flush",
+        "can_fua",
+        "can_trim",
+        "can_zero",
+        "can_multi_conn",
+    ] {
         assert_eq!(e[cap], true, "{cap} in {e}");
     }
     assert_eq!(e["is_read_only"], false);
-    assert!(e["contexts"].as_array().expect("contexts").iter().any(|c| c == "base:allocation"));
+    assert!(e["contexts"]
+        .as_array()
+        .expect("contexts")
+        .iter()
+        .any(|c| c == "base:allocation"));
 }
 
 #[test]
@@ -54,7 +64,10 @@ fn nbdcopy_round_trip_keeps_bytes_and_unwritten_ranges_stay_holes() {
     let got = std::fs::read(&back).unwrap();
     assert_eq!(got.len(), 64 << 20);
     assert!(got[..24 << 20] == data[..], "written data differs");
-    assert!(got[24 << 20..].iter().all(|&b| b == 0), "unwritten tail is not zero");
+    assert!(
+        got[24 << 20..].iter().all(|&b| b == 0),
+        "unwritten tail is not zero"
+    );
 
     // The tail was never written: the server reports it as a hole, which is
     // what lets nbdcopy and qemu-img skip it.
@@ -101,11 +114,30 @@ fn qemu_io_unaligned_writes_match_the_same_writes_on_a_plain_file() {
         cmd.arg(target);
         let out = run_ok(&mut cmd);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!text.contains("error") && !text.contains("failed"), "{target}: {text}");
+        assert!(
+            !text.contains("error") && !text.contains("failed"),
+            "{target}: {text}"
+        );
     }
     // qemu-img compare reads both through qemu's own block layer.
-    run_ok(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw", srv.uri(), plain.to_str().unwrap()]));
-    let out = run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "read -P 0x33 4095 2", "-c", "read -P 0 100000 50000", srv.uri()]));
+    run_ok(Command::new("qemu-img").args([
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "raw",
+        srv.uri(),
+        plain.to_str().unwrap(),
+    ]));
+    let out = run_ok(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "read -P 0x33 4095 2",
+        "-c",
+        "read -P 0 100000 50000",
+        srv.uri(),
+    ]));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Pattern verification failed"));
     let info = run_ok(Command::new("qemu-img").args(["info", "--output=json", srv.uri()]));
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
@@ -127,7 +159,11 @@ fn fio_verify_at_queue_depth_with_unaligned_block_sizes() {
     }
     let dir = new_dir();
     let srv = Server::start(dir.path(), &["f", "--create", "--size", "64M"]);
-    for (rw, bs) in [("randwrite", "--bsrange=512-64k"), ("write", "--bs=1M"), ("randwrite", "--bs=4k")] {
+    for (rw, bs) in [
+        ("randwrite", "--bsrange=512-64k"),
+        ("write", "--bs=1M"),
+        ("randwrite", "--bs=4k"),
+    ] {
         let out = run_ok(Command::new("fio").args([
             "--name=verify",
             "--ioengine=nbd",
@@ -146,7 +182,10 @@ fn fio_verify_at_queue_depth_with_unaligned_block_sizes() {
         let json = &text[text.find('{').expect("fio printed no JSON")..];
         let v: serde_json::Value = serde_json::from_str(json).expect("fio json");
         assert_eq!(v["jobs"][0]["error"], 0, "fio {rw} {bs}: {v}");
-        assert!(v["jobs"][0]["read"]["io_bytes"].as_u64().unwrap() > 0, "fio did not verify anything");
+        assert!(
+            v["jobs"][0]["read"]["io_bytes"].as_u64().unwrap() > 0,
+            "fio did not verify anything"
+        );
     }
 }
 
@@ -158,13 +197,26 @@ fn read_only_export_refuses_writes_with_eperm() {
     let dir = new_dir();
     cryptvol_ok(dir.path(), &["volume", "create", "ro", "--size", "8M"]);
     let srv = Server::start(dir.path(), &["ro", "--read-only"]);
-    let out = Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 1 0 4096", srv.uri()]).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 1 0 4096", srv.uri()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // qemu sees the READ_ONLY transmission flag and refuses to open for
     // writing ("Permission denied"); the protocol tests check the EPERM
     // reply to a write that is sent anyway.
-    assert!(!out.status.success() || text.contains("Operation not permitted"), "write to a read-only export succeeded: {text}");
-    assert!(text.contains("Permission denied") || text.contains("Operation not permitted"), "{text}");
+    assert!(
+        !out.status.success() || text.contains("Operation not permitted"),
+        "write to a read-only export succeeded: {text}"
+    );
+    assert!(
+        text.contains("Permission denied") || text.contains("Operation not permitted"),
+        "{text}"
+    );
     // Reads still work.
     run_ok(Command::new("qemu-io").args(["-f", "raw", "-r", "-c", "read -P 0 0 4096", srv.uri()]));
 }
@@ -179,7 +231,12 @@ fn several_exports_listed_and_many_clients_at_once() {
     assert_eq!(srv.uris.len(), 2);
     let list = run_ok(Command::new("nbdinfo").args(["--list", "--json", srv.uri()]));
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let names: Vec<_> = v["exports"].as_array().unwrap().iter().map(|e| e["export-name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> = v["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["export-name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["alpha", "beta"]);
 
     // 24 clients at once, each writing and reading back its own 256 KiB slice.
@@ -210,7 +267,10 @@ fn several_exports_listed_and_many_clients_at_once() {
         let all = std::fs::read(&back).unwrap();
         for (i, data) in written.iter().filter(|(i, _)| (*i % 2) as usize == idx) {
             let off = ((i / 2) * (256 << 10)) as usize;
-            assert!(all[off..off + data.len()] == data[..], "client {i}'s data differs on {uri}");
+            assert!(
+                all[off..off + data.len()] == data[..],
+                "client {i}'s data differs on {uri}"
+            );
         }
     }
 }
@@ -227,7 +287,10 @@ fn no_plaintext_anywhere_in_the_data_dir() {
     let src = dir.path().join("plain.bin");
     std::fs::write(&src, marker.repeat((4 << 20) / marker.len())).unwrap();
     let data = dir.path().join("data");
-    cryptvol_ok(&data, &["volume", "create", "plain", "--size", "4M", "--unencrypted"]);
+    cryptvol_ok(
+        &data,
+        &["volume", "create", "plain", "--size", "4M", "--unencrypted"],
+    );
     {
         let srv = Server::start(&data, &["secret", "plain", "--create", "--size", "4M"]);
         for uri in &srv.uris {
@@ -244,5 +307,9 @@ fn no_plaintext_anywhere_in_the_data_dir() {
     let plain_vol = cryptvol_ok(&data, &["--output", "json", "volume", "describe", "plain"]);
     let plain_path: serde_json::Value = serde_json::from_str(&plain_vol).unwrap();
     let plain_path = std::path::PathBuf::from(plain_path["path"].as_str().unwrap());
-    assert_eq!(found_in, vec![plain_path], "plaintext must be only in the unencrypted volume");
+    assert_eq!(
+        found_in,
+        vec![plain_path],
+        "plaintext must be only in the unencrypted volume"
+    );
 }

@@ -19,13 +19,25 @@ fn flushed_writes_survive_kill_9() {
     std::fs::write(&src, &data).unwrap();
     run_ok(Command::new("nbdcopy").args(["--flush", src.to_str().unwrap(), srv.uri()]));
     // A FUA write after the flush: durable on its own.
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "write -f -P 0xab 5000 10000", srv.uri()]));
+    run_ok(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "write -f -P 0xab 5000 10000",
+        srv.uri(),
+    ]));
     srv.kill9();
     srv.restart();
     let back = dir.path().join("back.bin");
     run_ok(Command::new("nbdcopy").args([srv.uri(), back.to_str().unwrap()]));
     let got = std::fs::read(&back).unwrap();
     assert!(got[..5000] == data[..5000]);
-    assert!(got[5000..15000].iter().all(|&b| b == 0xab), "FUA write lost");
-    assert!(got[15000..] == data[15000..], "flushed data lost after kill -9");
+    assert!(
+        got[5000..15000].iter().all(|&b| b == 0xab),
+        "FUA write lost"
+    );
+    assert!(
+        got[15000..] == data[15000..],
+        "flushed data lost after kill -9"
+    );
 }

@@ -28,8 +28,14 @@ impl Stack {
             let _ = Command::new("losetup").args(["-d", &l]).status();
         }
         if let Some(mut f) = self.fuse.take() {
-            let _ = Command::new("fusermount3").args(["-u"]).arg(&self.fuse_dir).status();
-            let _ = Command::new("umount").arg(&self.fuse_dir).stderr(Stdio::null()).status();
+            let _ = Command::new("fusermount3")
+                .args(["-u"])
+                .arg(&self.fuse_dir)
+                .status();
+            let _ = Command::new("umount")
+                .arg(&self.fuse_dir)
+                .stderr(Stdio::null())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while f.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -50,7 +56,12 @@ fn mount_stack(uri: &str, work: &Path, mkfs: bool) -> Result<Stack, String> {
     let fuse_dir = work.join("fuse");
     std::fs::create_dir_all(&fuse_dir).unwrap();
     let disk = fuse_dir.join("disk");
-    let mut stack = Stack { fuse: None, fuse_dir: fuse_dir.clone(), loop_dev: None, mnt: None };
+    let mut stack = Stack {
+        fuse: None,
+        fuse_dir: fuse_dir.clone(),
+        loop_dev: None,
+        mnt: None,
+    };
     let child = Command::new("nbdfuse")
         .arg(&disk)
         .arg(uri)
@@ -66,7 +77,11 @@ fn mount_stack(uri: &str, work: &Path, mkfs: bool) -> Result<Stack, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = Command::new("losetup").args(["-f", "--show"]).arg(&disk).output().map_err(|e| e.to_string())?;
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&disk)
+        .output()
+        .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!("losetup: {}", String::from_utf8_lossy(&out.stderr)));
     }
@@ -92,7 +107,10 @@ fn ext4_on_an_encrypted_volume_survives_unmount_and_server_restart() {
         eprintln!("SKIPPED: /dev/fuse does not exist (FUSE unavailable)");
         return;
     }
-    if !(have("nbdfuse", "libnbd-bin") && have("losetup", "util-linux") && have("mkfs.ext4", "e2fsprogs")) {
+    if !(have("nbdfuse", "libnbd-bin")
+        && have("losetup", "util-linux")
+        && have("mkfs.ext4", "e2fsprogs"))
+    {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -118,8 +136,14 @@ fn ext4_on_an_encrypted_volume_survives_unmount_and_server_restart() {
     srv.restart();
     let mut stack = mount_stack(srv.uri(), work.path(), false).expect("remount");
     let mnt = stack.mnt.clone().unwrap();
-    assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), b"hello, encrypted world\n");
-    assert!(std::fs::read(mnt.join("dir/payload.bin")).unwrap() == payload, "file contents changed");
+    assert_eq!(
+        std::fs::read(mnt.join("hello.txt")).unwrap(),
+        b"hello, encrypted world\n"
+    );
+    assert!(
+        std::fs::read(mnt.join("dir/payload.bin")).unwrap() == payload,
+        "file contents changed"
+    );
     stack.unmount();
     // fsck through the whole stack again: the filesystem is consistent.
     let mut stack = mount_stack(srv.uri(), work.path(), false).expect("remount for fsck");

@@ -4,7 +4,7 @@
 //! `openssl speed -evp aes-256-xts -bytes SECTOR_SIZE -seconds SECONDS`
 //! (and `-decrypt`).
 //!
-//! Usage: cryptvol-xts-speed [SECONDS] [SECTOR_SIZE] [ENGINE]
+//! Usage: `cryptvol-xts-speed [SECONDS] [SECTOR_SIZE] [ENGINE]`
 //!
 //! ENGINE is `portable`, `aes-ni`, `vaes` or `all`; by default the engine
 //! `SectorCipher::new` picks on this CPU.
@@ -27,10 +27,15 @@ fn main() {
     let sector: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(4096);
     let engines = match args.next().as_deref() {
         None => vec![XtsEngine::detect()],
-        Some("all") => XtsEngine::ALL.into_iter().filter(|e| e.is_available()).collect(),
+        Some("all") => XtsEngine::ALL
+            .into_iter()
+            .filter(|e| e.is_available())
+            .collect(),
         Some(name) => match XtsEngine::ALL.into_iter().find(|e| e.to_string() == name) {
             Some(e) => vec![e],
-            None => fail(&format!("unknown engine {name:?}; use portable, aes-ni, vaes or all")),
+            None => fail(&format!(
+                "unknown engine {name:?}; use portable, aes-ni, vaes or all"
+            )),
         },
     };
     let key = DataKey::random();
@@ -80,7 +85,10 @@ fn measure(cipher: &SectorCipher, decrypt: bool, secs: f64) -> (f64, f64) {
         (Some(a), Some(b)) if b > a => b - a,
         _ => wall,
     };
-    (bytes as f64 / cpu.as_secs_f64(), bytes as f64 / wall.as_secs_f64())
+    (
+        bytes as f64 / cpu.as_secs_f64(),
+        bytes as f64 / wall.as_secs_f64(),
+    )
 }
 
 /// CPU time this thread has run (Linux `/proc/thread-self/schedstat`, in

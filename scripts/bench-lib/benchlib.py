@@ -82,12 +82,13 @@ def xts_speed(path):
             enc = value
         else:
             dec = value
-        e = re.search(r"\[([^\]]+)\]\s*$", line)
+        # "[vaes]" or "[vaes; wall clock 5.72 GB/s]": the engine is the first part.
+        e = re.search(r"\[\s*([^\];]+?)\s*[\];]", line)
         if e:
             engine = e.group(1)
     if enc is None:
         die(f"{path}: no 'encrypt ... bytes/s' line from cryptvol-xts-speed")
-    print(f"{enc:.0f} {dec if dec is not None else 'nan'} {engine}")
+    print(f"{enc:.0f} {'nan' if dec is None else f'{dec:.0f}'} {engine}")
 
 
 def openssl_speed(path):
@@ -183,7 +184,8 @@ def report(meta_path, fio_path, crypto_path, strict):
     p(f"- machine: {meta.get('cpu', '?')}, nproc {meta.get('nproc', '?')}, "
       f"{meta.get('mem', '?')} RAM, Linux {meta.get('kernel', '?')}; "
       f"load average at start {meta.get('load', '?')}")
-    p(f"- cryptvol: {meta.get('rev', '?')}; XTS engine {meta.get('engine', '?')}")
+    engine = meta.get("engine", "?")
+    p(f"- cryptvol: {meta.get('rev', '?')}" + ("" if engine == "?" else f"; XTS engine {engine}"))
     p(f"- tools: {meta.get('tools', '?')}")
     p(f"- method: fio `nbd` engine, 1 job, time-based {meta.get('seconds', '?')} s per cell, "
       f"{meta.get('rounds', '?')} interleaved round(s) (every server back to back per workload, "
@@ -261,6 +263,9 @@ def report(meta_path, fio_path, crypto_path, strict):
         p(f"## Sector crypto (one core, 4 KiB, {meta.get('crypto_seconds', '?')} s each, "
           f"{meta.get('crypto_rounds', '?')} interleaved round(s), {stat})")
         p("")
+        p("`openssl speed` (without `-elapsed`) divides by the CPU time it ran; "
+          "`cryptvol-xts-speed`'s main figure does the same (see tools/xts_speed.rs).")
+        p("")
         p("| | encrypt (GB/s) | decrypt (GB/s) |")
         p("| --- | ---: | ---: |")
         p(f"| `cryptvol-xts-speed` [{meta.get('engine', '?')}] | {gbs(cval('cv-enc'))} | "
@@ -282,8 +287,11 @@ def report(meta_path, fio_path, crypto_path, strict):
         p(f"Targets: {len(targets) - len(misses)} of {len(targets)} met; missed or unmeasured:")
         for m in misses:
             p(f"- {m}")
-    else:
+    elif targets:
         p(f"Targets: all {len(targets)} met.")
+    else:
+        p("Targets: none checked (they need cryptvol, nbdkit-file and nbdkit-luks, "
+          "and the crypto comparison).")
     print("\n".join(out))
     sys.stdout.flush()
     if strict and misses:

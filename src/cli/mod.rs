@@ -1,8 +1,11 @@
 //! The `cryptvol` command line: clap definitions, one file per command
 //! group, and output in text (default) or JSON (`--output json`).
 
+mod audit;
+mod kms;
 mod serve;
 mod size;
+mod snapshot;
 mod volume;
 
 use std::path::PathBuf;
@@ -20,7 +23,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "CRYPTVOL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The region (an independent KMS and volume domain).
-    #[arg(long, global = true, env = "CRYPTVOL_REGION", default_value = "us-east-1")]
+    #[arg(
+        long,
+        global = true,
+        env = "CRYPTVOL_REGION",
+        default_value = "us-east-1"
+    )]
     pub region: String,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -45,6 +53,15 @@ pub enum Command {
     /// Create, list, describe and delete volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Point-in-time, incremental snapshots.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    /// AWS KMS commands, as `aws kms <command>` (same names and options).
+    #[command(subcommand)]
+    Kms(kms::KmsCommand),
+    /// The KMS audit log: verify its chain and signatures, list records.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// What every command needs: where the data lives, the region, the output
@@ -73,7 +90,11 @@ impl Context {
     }
 
     /// Prints `value` as pretty JSON, or `text` in text mode.
-    pub fn emit<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    pub fn emit<T: serde::Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
         match self.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
             Output::Text => {
@@ -95,7 +116,9 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".local/share/cryptvol")),
-        None => Err(anyhow::anyhow!("cannot find a data directory: set --data-dir, CRYPTVOL_DATA_DIR or HOME")),
+        None => Err(anyhow::anyhow!(
+            "cannot find a data directory: set --data-dir, CRYPTVOL_DATA_DIR or HOME"
+        )),
     }
 }
 
@@ -121,10 +144,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         None => default_data_dir()?,
     };
     crate::kms::arn::validate_region(&cli.region)?;
-    let ctx = Context { data_dir, region: cli.region, output: cli.output };
+    let ctx = Context {
+        data_dir,
+        region: cli.region,
+        output: cli.output,
+    };
     match cli.command {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Volume(cmd) => volume::run(&ctx, cmd),
+        Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
+        Command::Kms(cmd) => kms::run(&ctx, cmd),
+        Command::Audit(cmd) => audit::run(&ctx, cmd),
     }
 }
 
@@ -136,5 +166,8 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -52,7 +52,9 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let store = ctx.volumes();
     let mut attached = Vec::new();
     for name in &args.volumes {
-        if attached.iter().any(|a: &Attached| &a.volume.header().name == name || &a.volume.header().volume_id == name) {
+        if attached.iter().any(|a: &Attached| {
+            &a.volume.header().name == name || &a.volume.header().volume_id == name
+        }) {
             anyhow::bail!("volume {name:?} is named twice");
         }
         attached.push(attach(&kms, &caller, &store, name, &args)?);
@@ -70,34 +72,67 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     cfg.max_connections = args.max_connections;
     let cfg = Arc::new(cfg);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let socket = args.socket.clone();
     rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx2 = stop_rx.clone();
         let server = if let Some(path) = &args.socket {
             // A stale socket from a previous run would make bind fail.
             if path.exists() {
                 std::fs::remove_file(path)?;
             }
             let l = tokio::net::UnixListener::bind(path)?;
-            announce(ctx, &attached, &format!("nbd+unix:///{{}}?socket={}", path.display()));
+            announce(
+                ctx,
+                &attached,
+                &format!("nbd+unix:///{{}}?socket={}", path.display()),
+            );
             tokio::spawn(crate::nbd::serve_unix(l, cfg.clone(), stop_rx))
         } else {
             let l = tokio::net::TcpListener::bind(args.listen)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (use --listen ADDR:PORT for another)", args.listen))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {}: {e} (use --listen ADDR:PORT for another)",
+                        args.listen
+                    )
+                })?;
             let addr = l.local_addr()?;
             announce(ctx, &attached, &format!("nbd://{addr}/{{}}"));
             tokio::spawn(crate::nbd::serve_tcp(l, cfg.clone(), stop_rx))
         };
+        // One control socket per volume, for live snapshots.
+        let snaps = crate::snapshot::SnapshotStore::new(&ctx.data_dir, &ctx.region);
+        let mut sockets = Vec::new();
+        for a in &attached {
+            let path = store.control_socket(&a.volume.header().volume_id);
+            let l = crate::snapshot::control::bind(&path).map_err(|e| {
+                anyhow::anyhow!("cannot open control socket {}: {e}", path.display())
+            })?;
+            tokio::spawn(crate::snapshot::control::serve(
+                l,
+                a.volume.clone(),
+                snaps.clone(),
+                stop_rx2.clone(),
+            ));
+            sockets.push(path);
+        }
         wait_for_signal().await;
+        for p in &sockets {
+            let _ = std::fs::remove_file(p);
+        }
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        server.await.map_err(|e| anyhow::anyhow!("server task failed: {e}"))??;
+        server
+            .await
+            .map_err(|e| anyhow::anyhow!("server task failed: {e}"))??;
         anyhow::Ok(())
     })?;
     for a in &attached {
-        a.volume.flush()?;
+        a.volume.detach()?;
     }
     if let Some(p) = &socket {
         let _ = std::fs::remove_file(p);
@@ -117,11 +152,17 @@ fn attach(
         Ok(_) => {}
         Err(crate::volume::Error::NotFound(..)) if args.create => {
             let opts = args.new.options()?;
-            requested_key = Some(opts.kms_key_id.clone().unwrap_or_else(|| crate::volume::DEFAULT_KEY_ALIAS.into()));
+            requested_key = Some(
+                opts.kms_key_id
+                    .clone()
+                    .unwrap_or_else(|| crate::volume::DEFAULT_KEY_ALIAS.into()),
+            );
             store.create(kms, caller, name, &opts)?;
         }
         Err(crate::volume::Error::NotFound(n, r)) => {
-            anyhow::bail!("no volume named {n:?} in region {r}; add --create --size SIZE to create it")
+            anyhow::bail!(
+                "no volume named {n:?} in region {r}; add --create --size SIZE to create it"
+            )
         }
         Err(e) => return Err(e.into()),
     }
@@ -130,7 +171,9 @@ fn attach(
     let key_label = if h.kms_key_arn.is_empty() {
         String::new()
     } else {
-        requested_key.unwrap_or_else(|| alias_of(kms, caller, &h.kms_key_arn).unwrap_or_else(|| h.kms_key_arn.clone()))
+        requested_key.unwrap_or_else(|| {
+            alias_of(kms, caller, &h.kms_key_arn).unwrap_or_else(|| h.kms_key_arn.clone())
+        })
     };
     Ok(Attached { volume, key_label })
 }
@@ -140,7 +183,11 @@ fn alias_of(kms: &dyn KeyService, caller: &Caller, key_arn: &str) -> Option<Stri
     let aliases = kms.list_aliases(caller).ok()?;
     aliases
         .into_iter()
-        .find(|a| a.target_key_id.as_deref().is_some_and(|t| key_arn.ends_with(t)))
+        .find(|a| {
+            a.target_key_id
+                .as_deref()
+                .is_some_and(|t| key_arn.ends_with(t))
+        })
         .map(|a| a.alias_name)
 }
 
@@ -150,7 +197,11 @@ fn announce(ctx: &Context, attached: &[Attached], uri_template: &str) {
     for a in attached {
         let h = a.volume.header();
         let uri = uri_template.replace("{}", &h.name);
-        let enc = if a.key_label.is_empty() { "unencrypted".to_string() } else { format!("encrypted with {}", a.key_label) };
+        let enc = if a.key_label.is_empty() {
+            "unencrypted".to_string()
+        } else {
+            format!("encrypted with {}", a.key_label)
+        };
         match ctx.output {
             super::Output::Json => println!(
                 "{}",

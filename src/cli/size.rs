@@ -4,7 +4,9 @@
 /// Parses a size; returns a message naming what was wrong.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
@@ -13,15 +15,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
         "p" | "pb" | "pib" => 50,
-        u => return Err(format!("unknown size unit {u:?} in {s:?}: use K, M, G, T or P (powers of 1024)")),
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?} in {s:?}: use K, M, G, T or P (powers of 1024)"
+            ))
+        }
     };
-    let bad = || format!("invalid size {s:?}: expected a number with an optional unit, like 1G or 512M");
+    let bad =
+        || format!("invalid size {s:?}: expected a number with an optional unit, like 1G or 512M");
     if num.is_empty() {
         return Err(bad());
     }
     let mult = 1u64 << shift;
     if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"));
+        return n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("size {s:?} is too large"));
     }
     let f: f64 = num.parse().map_err(|_| bad())?;
     let v = f * mult as f64;
@@ -50,7 +59,9 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("G").is_err());
         assert!(parse_size("12X").unwrap_err().contains("unknown size unit"));
-        assert!(parse_size("99999999999P").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999P")
+            .unwrap_err()
+            .contains("too large"));
         assert!(parse_size("0.3K").is_err());
     }
 }

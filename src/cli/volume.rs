@@ -52,7 +52,9 @@ fn parse_sector_size(s: &str) -> Result<u32, String> {
 
 impl NewVolumeArgs {
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
-        let size = self.size.ok_or_else(|| anyhow::anyhow!("--size is required to create a volume (e.g. --size 1G)"))?;
+        let size = self.size.ok_or_else(|| {
+            anyhow::anyhow!("--size is required to create a volume (e.g. --size 1G)")
+        })?;
         Ok(CreateOptions {
             size,
             sector_size: self.sector_size,
@@ -68,11 +70,34 @@ pub struct CreateArgs {
     pub name: String,
     #[command(flatten)]
     pub new: NewVolumeArgs,
+    /// Restore from this snapshot (snap-…); --size may make it larger and
+    /// --kms-key-id re-encrypts it under another key.
+    #[arg(long, value_name = "SNAP")]
+    pub from_snapshot: Option<String>,
 }
 
 pub fn run(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
     let store = ctx.volumes();
     match cmd {
+        VolumeCommand::Create(a) if a.from_snapshot.is_some() => {
+            let snap = a.from_snapshot.as_deref().unwrap_or_default();
+            let kms = ctx.kms()?;
+            let snaps = crate::snapshot::SnapshotStore::new(&ctx.data_dir, &ctx.region);
+            let opts = crate::snapshot::restore::RestoreOptions {
+                size: a.new.size,
+                kms_key_id: a.new.kms_key_id.clone(),
+            };
+            let info = crate::snapshot::restore::restore(
+                &snaps,
+                &store,
+                &kms,
+                &ctx.caller(&kms),
+                snap,
+                &a.name,
+                &opts,
+            )?;
+            ctx.emit(&info, || describe_text(&info))
+        }
         VolumeCommand::Create(a) => {
             let opts = a.new.options()?;
             let kms = ctx.kms()?;
@@ -116,7 +141,10 @@ fn list_text(list: &[VolumeInfo]) -> String {
     if list.is_empty() {
         return "no volumes (create one with `cryptvol volume create NAME --size 1G`)".into();
     }
-    let mut out = format!("{:<24} {:<22} {:>10} {:<10} {}", "NAME", "VOLUME ID", "SIZE", "ENCRYPTED", "KMS KEY");
+    let mut out = format!(
+        "{:<24} {:<22} {:>10} {:<10} {}",
+        "NAME", "VOLUME ID", "SIZE", "ENCRYPTED", "KMS KEY"
+    );
     for v in list {
         out.push_str(&format!(
             "\n{:<24} {:<22} {:>10} {:<10} {}",
@@ -131,14 +159,25 @@ fn list_text(list: &[VolumeInfo]) -> String {
 }
 
 fn describe_text(v: &VolumeInfo) -> String {
-    let ctx: Vec<String> = v.encryption_context.iter().map(|(k, x)| format!("{k}={x}")).collect();
+    let ctx: Vec<String> = v
+        .encryption_context
+        .iter()
+        .map(|(k, x)| format!("{k}={x}"))
+        .collect();
     let mut rows = vec![
         ("volume id", v.volume_id.clone()),
         ("name", v.name.clone()),
         ("path", v.path.display().to_string()),
         ("size", format!("{} ({} bytes)", human_size(v.size), v.size)),
         ("sector size", v.sector_size.to_string()),
-        ("encrypted", if v.encrypted { "yes".into() } else { "no".into() }),
+        (
+            "encrypted",
+            if v.encrypted {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+        ),
         ("cipher", v.cipher.to_string()),
         ("data offset", v.data_offset.to_string()),
         ("region", v.region.clone()),
@@ -151,5 +190,8 @@ fn describe_text(v: &VolumeInfo) -> String {
     if let Some(s) = &v.origin_snapshot {
         rows.push(("origin snapshot", s.clone()));
     }
-    rows.iter().map(|(k, x)| format!("{k:<19} {x}")).collect::<Vec<_>>().join("\n")
+    rows.iter()
+        .map(|(k, x)| format!("{k:<19} {x}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -40,7 +40,13 @@ pub fn seal(key: &SecretBytes, plaintext: &[u8], aad: &[u8]) -> Sealed {
     let mut nonce = [0u8; NONCE_LEN];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let ciphertext = cipher(key)
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("BUG: GCM encryption cannot fail for inputs under 64 GiB");
     Sealed { nonce, ciphertext }
 }
@@ -53,7 +59,13 @@ pub fn open(
     aad: &[u8],
 ) -> Result<SecretBytes, OpenError> {
     cipher(key)
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map(SecretBytes::new)
         .map_err(|_| OpenError)
 }
@@ -66,7 +78,12 @@ mod tests {
     fn round_trip_and_every_bit_flip_is_rejected() {
         let key = SecretBytes::random(KEY_LEN);
         let s = seal(&key, b"hello world", b"aad");
-        assert_eq!(open(&key, &s.nonce, &s.ciphertext, b"aad").unwrap().expose(), b"hello world");
+        assert_eq!(
+            open(&key, &s.nonce, &s.ciphertext, b"aad")
+                .unwrap()
+                .expose(),
+            b"hello world"
+        );
         for i in 0..s.ciphertext.len() {
             let mut c = s.ciphertext.clone();
             c[i] ^= 1;
@@ -74,7 +91,10 @@ mod tests {
         }
         assert_eq!(open(&key, &s.nonce, &s.ciphertext, b"aae"), Err(OpenError));
         let other = SecretBytes::random(KEY_LEN);
-        assert_eq!(open(&other, &s.nonce, &s.ciphertext, b"aad"), Err(OpenError));
+        assert_eq!(
+            open(&other, &s.nonce, &s.ciphertext, b"aad"),
+            Err(OpenError)
+        );
     }
 
     /// NIST GCM test vector (gcmEncryptExtIV256.rsp, Count 0 with 128-bit tag,

@@ -7,6 +7,7 @@
 //! Nothing here does I/O or knows about volumes or KMS keys.
 
 pub mod aead;
+pub mod kdf;
 pub mod secret;
 pub mod xts;
 #[cfg(target_arch = "x86_64")]

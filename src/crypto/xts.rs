@@ -5,12 +5,27 @@
 //! (`plain64`), counted in units of the volume's sector size (dm-crypt's
 //! `iv_large_sectors`, as LUKS2 uses with 4096-byte sectors).
 //!
-//! Speed: the `xts-mode` crate encrypts one AES block at a time (~1 GB/s).
-//! Here each sector is processed in passes over L1-resident data: compute
-//! the sector's tweak sequence (in eight independent lanes, see [`LANES`]),
-//! XOR it in, hand every block of the sector to `aes`'s parallel
-//! `encrypt_blocks` (8 blocks in flight on AES-NI), XOR it out again. That
-//! keeps the AES pipeline full.
+//! Speed, and why the kernel is hand-written: no crate offers a fused XTS
+//! on AES-NI. `xts-mode` encrypts one block at a time (~1 GB/s), and the
+//! `aes` crate's parallel `encrypt_blocks` keeps its round keys private, so
+//! the tweak can only be XORed in and out in passes of their own around it
+//! (the [`XtsEngine::Portable`] engine), which cost as long as the AES. The
+//! x86-64 engines (`xts_x86.rs`) do what OpenSSL's `aesni_xts_encrypt`
+//! does: their own key schedule, the tweak folded into the first and last
+//! round keys, 8 (AES-NI) or 16 (VAES) blocks in flight, the rounds pinned
+//! in order with `asm!`. [`SectorCipher::new`] picks the fastest engine the
+//! CPU has, once; every engine passes the same tests.
+//!
+//! Measured with `cryptvol-xts-speed 2 SECTOR all` and, in the same run,
+//! `openssl speed -evp aes-256-xts -bytes SECTOR -seconds 2 [-decrypt]`
+//! (OpenSSL 3.0.19, whose XTS runs on 128-bit AES-NI), both per CPU
+//! second, on a 2-vCPU AMD EPYC (AES-NI, VAES, no AVX-512) busy with
+//! other builds; GB/s, encrypt and decrypt alike:
+//!
+//! | sector | portable | aes-ni  | vaes    | openssl |
+//! |--------|----------|---------|---------|---------|
+//! | 4096   | 1.5–1.9  | 4.0–4.7 | 7.5–9.0 | 4.1–5.2 |
+//! | 512    | 0.9–1.4  | 4.2–4.8 | 5.9–7.7 | 2.9–3.8 |
 //!
 //! XTS gives confidentiality only: it does not detect tampering, and equal
 //! plaintext in the same sector under the same key gives equal ciphertext.
@@ -64,7 +79,7 @@ struct Tweaks {
 impl Tweaks {
     #[inline(always)]
     fn new(t0: u128, blocks: usize) -> Self {
-        debug_assert!(blocks % LANES == 0 && blocks <= MAX_BLOCKS);
+        debug_assert!(blocks.is_multiple_of(LANES) && blocks <= MAX_BLOCKS);
         let mut t = [0u128; MAX_BLOCKS];
         let mut cur = t0;
         for slot in t.iter_mut().take(LANES) {
@@ -132,7 +147,11 @@ impl XtsEngine {
 
     /// The fastest engine this CPU can run.
     pub fn detect() -> Self {
-        Self::ALL.into_iter().rev().find(|e| e.is_available()).unwrap_or(XtsEngine::Portable)
+        Self::ALL
+            .into_iter()
+            .rev()
+            .find(|e| e.is_available())
+            .unwrap_or(XtsEngine::Portable)
     }
 }
 
@@ -146,9 +165,12 @@ impl std::fmt::Display for XtsEngine {
     }
 }
 
-/// The portable engine: `aes`'s parallel `encrypt_blocks` (8 blocks in
-/// flight when the `aes` crate finds AES-NI) between two tweak passes.
-/// Round keys are zeroized on drop (`aes`'s `zeroize` feature).
+/// The portable engine. Each sector is processed in passes over L1-resident
+/// data: compute the sector's tweak sequence (in eight independent lanes,
+/// see [`LANES`]), XOR it in, hand every block to `aes`'s parallel
+/// `encrypt_blocks` (8 blocks in flight when the `aes` crate finds AES-NI),
+/// XOR it out again. Round keys are zeroized on drop (`aes`'s `zeroize`
+/// feature).
 #[derive(Clone)]
 struct Portable {
     data: Aes256,
@@ -157,7 +179,10 @@ struct Portable {
 
 impl Portable {
     fn new(k1: &[u8; 32], k2: &[u8; 32]) -> Self {
-        Portable { data: Aes256::new(k1.into()), tweak: Aes256::new(k2.into()) }
+        Portable {
+            data: Aes256::new(k1.into()),
+            tweak: Aes256::new(k2.into()),
+        }
     }
 
     /// The first tweak of sector `index`: E_K2(index as 128-bit LE).
@@ -199,7 +224,7 @@ impl Portable {
 /// schedules and zeroize them on drop.
 #[derive(Clone)]
 enum Engine {
-    Portable(Portable),
+    Portable(Box<Portable>),
     #[cfg(target_arch = "x86_64")]
     AesNi(xts_x86::AesNi),
     #[cfg(target_arch = "x86_64")]
@@ -232,16 +257,24 @@ impl SectorCipher {
 
     /// A cipher on a named engine (tests and benchmarks compare them);
     /// [`XtsError::EngineUnavailable`] if this CPU cannot run it.
-    pub fn with_engine(key: &DataKey, sector_size: u32, engine: XtsEngine) -> Result<Self, XtsError> {
+    pub fn with_engine(
+        key: &DataKey,
+        sector_size: u32,
+        engine: XtsEngine,
+    ) -> Result<Self, XtsError> {
         if !SECTOR_SIZES.contains(&sector_size) {
             return Err(XtsError::SectorSize(sector_size));
         }
         let (k1, k2) = key.expose().split_at(32);
-        let k1: &[u8; 32] = k1.try_into().expect("BUG: half of a 64-byte key is 32 bytes");
-        let k2: &[u8; 32] = k2.try_into().expect("BUG: half of a 64-byte key is 32 bytes");
+        let k1: &[u8; 32] = k1
+            .try_into()
+            .expect("BUG: half of a 64-byte key is 32 bytes");
+        let k2: &[u8; 32] = k2
+            .try_into()
+            .expect("BUG: half of a 64-byte key is 32 bytes");
         let ss = sector_size as usize;
         let engine = match engine {
-            XtsEngine::Portable => Some(Engine::Portable(Portable::new(k1, k2))),
+            XtsEngine::Portable => Some(Engine::Portable(Box::new(Portable::new(k1, k2)))),
             #[cfg(target_arch = "x86_64")]
             XtsEngine::AesNi => xts_x86::AesNi::new(k1, k2, ss).map(Engine::AesNi),
             #[cfg(target_arch = "x86_64")]
@@ -250,7 +283,10 @@ impl SectorCipher {
             XtsEngine::AesNi | XtsEngine::Vaes => None,
         }
         .ok_or(XtsError::EngineUnavailable(engine))?;
-        Ok(SectorCipher { engine, sector_size: ss })
+        Ok(SectorCipher {
+            engine,
+            sector_size: ss,
+        })
     }
 
     pub fn sector_size(&self) -> u32 {
@@ -269,8 +305,11 @@ impl SectorCipher {
     }
 
     fn check(&self, buf: &[u8]) -> Result<(), XtsError> {
-        if buf.len() % self.sector_size != 0 {
-            return Err(XtsError::Misaligned { len: buf.len(), sector_size: self.sector_size as u32 });
+        if !buf.len().is_multiple_of(self.sector_size) {
+            return Err(XtsError::Misaligned {
+                len: buf.len(),
+                sector_size: self.sector_size as u32,
+            });
         }
         Ok(())
     }
@@ -317,6 +356,7 @@ impl SectorCipher {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::crypto::SecretBytes;
@@ -348,9 +388,7 @@ mod tests {
     /// Runs an IEEE 1619 vector (512-byte data units) through every engine,
     /// through both the batch and the single-sector entry points.
     fn check_vector(key: &DataKey, unit: u64, pt: &str, ct: &str) {
-        let engines = every_engine(key, 512);
-        assert!(engines.len() >= 2 || cfg!(not(target_arch = "x86_64")));
-        for c in engines {
+        for c in every_engine(key, 512) {
             let e = c.engine();
             let mut buf = hex::decode(pt).unwrap();
             assert_eq!(buf.len(), 512);
@@ -436,9 +474,15 @@ mod tests {
                     let e = ours.engine();
                     let mut a = data.clone();
                     ours.encrypt_sectors(first, &mut a).unwrap();
-                    assert_eq!(a, expected, "engine {e}, sector size {ss}, first {first}, {nsec} sectors");
+                    assert_eq!(
+                        a, expected,
+                        "engine {e}, sector size {ss}, first {first}, {nsec} sectors"
+                    );
                     ours.decrypt_sectors(first, &mut a).unwrap();
-                    assert_eq!(a, data, "engine {e}, sector size {ss}, first {first}, {nsec} sectors");
+                    assert_eq!(
+                        a, data,
+                        "engine {e}, sector size {ss}, first {first}, {nsec} sectors"
+                    );
                 }
             }
         }
@@ -496,10 +540,19 @@ mod tests {
     #[test]
     fn rejects_bad_geometry() {
         let key = DataKey::random();
-        assert_eq!(SectorCipher::new(&key, 1024).unwrap_err(), XtsError::SectorSize(1024));
+        assert_eq!(
+            SectorCipher::new(&key, 1024).unwrap_err(),
+            XtsError::SectorSize(1024)
+        );
         for c in every_engine(&key, 4096) {
-            assert!(matches!(c.encrypt_sectors(0, &mut [0u8; 512]), Err(XtsError::Misaligned { .. })));
-            assert!(matches!(c.decrypt_sectors(0, &mut [0u8; 4608]), Err(XtsError::Misaligned { .. })));
+            assert!(matches!(
+                c.encrypt_sectors(0, &mut [0u8; 512]),
+                Err(XtsError::Misaligned { .. })
+            ));
+            assert!(matches!(
+                c.decrypt_sectors(0, &mut [0u8; 4608]),
+                Err(XtsError::Misaligned { .. })
+            ));
         }
     }
 

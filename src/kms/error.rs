@@ -77,6 +77,41 @@ pub enum KmsError {
     /// `KeyUnavailableException`: the key exists but cannot be used now.
     #[error("{0}")]
     KeyUnavailable(String),
+    /// `KMSInvalidSignatureException`: Verify found that the signature does
+    /// not match the message.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// `KMSInvalidMacException`: VerifyMac found that the MAC does not match.
+    #[error("{0}")]
+    InvalidMac(String),
+    /// `TagException`: a tag key or value is malformed or reserved.
+    #[error("{0}")]
+    Tag(String),
+    /// `MalformedPolicyDocumentException`: the key policy is not valid.
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    /// `InvalidImportTokenException`: the import token is not one this KMS
+    /// issued for this key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// `ExpiredImportTokenException`: the import token is older than 24 hours.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// `IncorrectKeyMaterialException`: imported material is not the material
+    /// this key had before (or not valid material for its key spec).
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
+    /// `DryRunOperationException`: a `DryRun` request that would have
+    /// succeeded.
+    #[error("{0}")]
+    DryRunOperation(String),
+    /// `SerializationException`: the request body is not the JSON shape the
+    /// operation takes (a field of the wrong type, bad base64).
+    #[error("{0}")]
+    Serialization(String),
+    /// `UnknownOperationException`: no such KMS operation.
+    #[error("{0}")]
+    UnknownOperation(String),
     /// `KMSInternalException`: the KMS itself is broken or misconfigured
     /// (corrupt or tampered key store, wrong root key, bad permissions).
     #[error("{0}")]
@@ -110,6 +145,16 @@ impl KmsError {
             KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
             KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
             KmsError::KeyUnavailable(_) => "KeyUnavailableException",
+            KmsError::InvalidSignature(_) => "KMSInvalidSignatureException",
+            KmsError::InvalidMac(_) => "KMSInvalidMacException",
+            KmsError::Tag(_) => "TagException",
+            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
+            KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+            KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+            KmsError::DryRunOperation(_) => "DryRunOperationException",
+            KmsError::Serialization(_) => "SerializationException",
+            KmsError::UnknownOperation(_) => "UnknownOperationException",
             KmsError::Internal(_) | KmsError::Storage(_) => "KMSInternalException",
         }
     }

@@ -165,6 +165,25 @@ impl KeyStore {
         &self.path
     }
 
+    /// The root key this store is sealed under (the audit log derives its
+    /// signing key from it).
+    pub fn root(&self) -> &RootKey {
+        &self.root
+    }
+
+    /// The key store of another region of the same data dir and account,
+    /// under the same root key (created on first use). Multi-region keys
+    /// use it to place and sync replicas.
+    pub fn sibling(&self, region: &str) -> Result<KeyStore, KmsError> {
+        KeyStore::open(&self.data_dir, region, &self.account_id, self.root.clone())
+    }
+
+    /// A 32-byte key derived from the root key for `purpose` (grant tokens,
+    /// import tokens, material fingerprints).
+    pub fn derive(&self, purpose: &[u8]) -> SecretBytes {
+        self.root.derive(purpose)
+    }
+
     /// Reads and verifies the current state (format, root key, MAC,
     /// invariants). Takes no lock.
     pub fn load(&self) -> Result<StoreState, KmsError> {
@@ -350,6 +369,17 @@ fn check_invariants(state: &StoreState) -> Result<(), String> {
                 "key {id} has material version 0 (versions start at 1)"
             ));
         }
+        if (key.key_state == KeyState::PendingDeletion) != key.deletion_date.is_some() {
+            return Err(format!(
+                "key {id} is {} but {} a deletion date",
+                key.key_state,
+                if key.deletion_date.is_some() {
+                    "has"
+                } else {
+                    "has no"
+                }
+            ));
+        }
         let needs_material = matches!(key.key_state, KeyState::Enabled | KeyState::Disabled);
         if needs_material && key.material.is_empty() {
             return Err(format!(
@@ -368,6 +398,21 @@ fn check_invariants(state: &StoreState) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The regions of `data_dir` that have a key store, sorted.
+pub fn regions(data_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("regions")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|r| arn::validate_region(r).is_ok())
+        .filter(|r| region_dir(data_dir, r).join(KEYS_FILE_NAME).exists())
+        .collect();
+    out.sort();
+    out
 }
 
 /// The region, other than `except`, whose key store in `data_dir` holds
@@ -408,19 +453,21 @@ mod tests {
                 s.keys.insert(
                     ID.into(),
                     KeyRecord {
-                        key_id: ID.into(),
-                        creation_date: 1,
                         description: "d".into(),
-                        key_state: KeyState::Enabled,
-                        key_manager: KeyManager::Customer,
-                        key_spec: KeySpec::SymmetricDefault,
-                        key_usage: KeyUsage::EncryptDecrypt,
-                        origin: Origin::AwsKms,
                         material: vec![MaterialVersion {
                             version: 1,
                             creation_date: 1,
                             sealed,
+                            rotation_type: None,
                         }],
+                        ..KeyRecord::new(
+                            ID.into(),
+                            1,
+                            KeySpec::SymmetricDefault,
+                            KeyUsage::EncryptDecrypt,
+                            Origin::AwsKms,
+                            KeyManager::Customer,
+                        )
                     },
                 );
                 Ok(())
@@ -445,6 +492,7 @@ mod tests {
             version: 3,
             creation_date: 0,
             sealed,
+            rotation_type: None,
         };
         assert_eq!(store.unseal_material(ID, &mv).unwrap(), material);
         // Bound to key id and version.

@@ -217,19 +217,21 @@ impl LocalKms {
         s.keys.insert(
             key_id.clone(),
             KeyRecord {
-                key_id: key_id.clone(),
-                creation_date: now,
                 description: description.to_owned(),
-                key_state: KeyState::Enabled,
-                key_manager: manager,
-                key_spec: KeySpec::SymmetricDefault,
-                key_usage: KeyUsage::EncryptDecrypt,
-                origin: Origin::AwsKms,
                 material: vec![MaterialVersion {
                     version: 1,
                     creation_date: now,
                     sealed,
+                    rotation_type: None,
                 }],
+                ..KeyRecord::new(
+                    key_id.clone(),
+                    now,
+                    KeySpec::SymmetricDefault,
+                    KeyUsage::EncryptDecrypt,
+                    Origin::AwsKms,
+                    manager,
+                )
             },
         );
         key_id

@@ -42,6 +42,7 @@
 
 pub mod account;
 pub mod arn;
+pub mod asym;
 pub mod blob;
 pub mod context;
 pub mod error;
@@ -67,3 +68,6 @@ pub(crate) fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+pub mod audit;
+pub mod grant_eval;
+pub mod policy_eval;

@@ -12,17 +12,19 @@
 //! carries it sealed under the root key ([`super::keystore`] seals and
 //! opens it).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::arn;
-use super::service::KeyMetadata;
+use super::service::{EncryptionContext, KeyMetadata};
 use crate::crypto::aead::NONCE_LEN;
 
 /// Declares an AWS string enum: serde and `as_str` use the AWS spelling.
 macro_rules! aws_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal,)+ }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $s)] $variant,)+
         }
@@ -49,6 +51,8 @@ macro_rules! aws_enum {
         }
     };
 }
+
+pub(crate) use aws_enum;
 
 aws_enum! {
     /// `KeyState` (AWS "Key states of AWS KMS keys").
@@ -111,6 +115,45 @@ aws_enum! {
     }
 }
 
+aws_enum! {
+    /// `RotationType` of a material version made by rotation.
+    RotationType {
+        Automatic = "AUTOMATIC",
+        OnDemand = "ON_DEMAND",
+    }
+}
+
+aws_enum! {
+    /// `ExpirationModel` of imported key material.
+    ExpirationModel {
+        KeyMaterialExpires = "KEY_MATERIAL_EXPIRES",
+        KeyMaterialDoesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    }
+}
+
+aws_enum! {
+    /// `GrantOperation`: what a grant may allow.
+    GrantOperation {
+        Decrypt = "Decrypt",
+        Encrypt = "Encrypt",
+        GenerateDataKey = "GenerateDataKey",
+        GenerateDataKeyWithoutPlaintext = "GenerateDataKeyWithoutPlaintext",
+        ReEncryptFrom = "ReEncryptFrom",
+        ReEncryptTo = "ReEncryptTo",
+        Sign = "Sign",
+        Verify = "Verify",
+        GetPublicKey = "GetPublicKey",
+        CreateGrant = "CreateGrant",
+        RetireGrant = "RetireGrant",
+        DescribeKey = "DescribeKey",
+        GenerateDataKeyPair = "GenerateDataKeyPair",
+        GenerateDataKeyPairWithoutPlaintext = "GenerateDataKeyPairWithoutPlaintext",
+        GenerateMac = "GenerateMac",
+        VerifyMac = "VerifyMac",
+        DeriveSharedSecret = "DeriveSharedSecret",
+    }
+}
+
 /// Bytes sealed with AES-256-GCM under the root key; base64 in JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedBytes {
@@ -129,8 +172,67 @@ pub struct MaterialVersion {
     /// Seconds since the Unix epoch.
     pub creation_date: u64,
     /// The material, sealed under the root key with AAD binding key id and
-    /// version.
+    /// version. SYMMETRIC_DEFAULT: 32 bytes; HMAC: the raw key; RSA and ECC:
+    /// the PKCS #8 DER private key.
     pub sealed: SealedBytes,
+    /// How this version came to be, for versions made by rotation (the
+    /// original material has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_type: Option<RotationType>,
+}
+
+/// Automatic rotation settings of a key (`EnableKeyRotation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationConfig {
+    pub enabled: bool,
+    /// Days between automatic rotations, 90..=2560.
+    pub period_days: u32,
+    /// When automatic rotation next runs (seconds since the epoch), while
+    /// enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<u64>,
+}
+
+/// What the KMS remembers about imported (EXTERNAL) key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// HMAC of the first material imported, under a root-derived key: lets
+    /// a re-import be checked for "the same material" without keeping it.
+    #[serde(with = "b64")]
+    pub fingerprint: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<ExpirationModel>,
+    /// When the imported material expires (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<u64>,
+}
+
+/// Grant constraints, in AWS's shape (`GrantConstraints`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantConstraints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_subset: Option<EncryptionContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_equals: Option<EncryptionContext>,
+}
+
+/// A grant on a key, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    /// 64 lowercase hex digits, as AWS grant ids are.
+    pub grant_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub creation_date: u64,
+    pub grantee_principal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    /// `arn:aws:iam::<account>:root` of the account that created it.
+    pub issuing_account: String,
+    pub operations: Vec<GrantOperation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<GrantConstraints>,
 }
 
 /// A KMS key as stored in `keys.json`.
@@ -147,6 +249,28 @@ pub struct KeyRecord {
     pub origin: Origin,
     /// Oldest first; the last entry is the current material.
     pub material: Vec<MaterialVersion>,
+    /// Set exactly while the key is PendingDeletion: when it is destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<u64>,
+    /// The key policy document; `None` means the default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationConfig>,
+    /// SPKI DER public key of RSA and ECC keys (not secret).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "b64_opt")]
+    pub public_key: Option<Vec<u8>>,
+    /// Imported material bookkeeping (EXTERNAL origin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportRecord>,
+    /// For multi-region keys: the region of the primary key (equal to the
+    /// store's own region for the primary itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region_primary: Option<String>,
 }
 
 impl KeyRecord {
@@ -165,8 +289,43 @@ impl KeyRecord {
         arn::key_arn(region, account, &self.key_id)
     }
 
-    /// The AWS `KeyMetadata` view of this key.
+    /// A new record with the given identity and no optional settings.
+    pub fn new(
+        key_id: String,
+        creation_date: u64,
+        spec: KeySpec,
+        usage: KeyUsage,
+        origin: Origin,
+        manager: KeyManager,
+    ) -> KeyRecord {
+        KeyRecord {
+            key_id,
+            creation_date,
+            description: String::new(),
+            key_state: KeyState::Enabled,
+            key_manager: manager,
+            key_spec: spec,
+            key_usage: usage,
+            origin,
+            material: Vec::new(),
+            deletion_date: None,
+            policy: None,
+            tags: BTreeMap::new(),
+            grants: Vec::new(),
+            rotation: None,
+            public_key: None,
+            import: None,
+            multi_region_primary: None,
+        }
+    }
+
+    /// The AWS `KeyMetadata` view of this key (without the replica list of
+    /// a multi-region key, which lives in other regions' stores).
     pub fn metadata(&self, region: &str, account: &str) -> KeyMetadata {
+        let algorithms = |v: Vec<&'static str>| {
+            (!v.is_empty()).then(|| v.into_iter().map(str::to_owned).collect())
+        };
+        let (enc, sig, mac) = super::asym::algorithms_for(self.key_spec, self.key_usage);
         KeyMetadata {
             key_id: self.key_id.clone(),
             arn: self.arn(region, account),
@@ -179,7 +338,30 @@ impl KeyRecord {
             key_spec: self.key_spec.as_str().to_owned(),
             key_usage: self.key_usage.as_str().to_owned(),
             origin: self.origin.as_str().to_owned(),
+            customer_master_key_spec: self.key_spec.as_str().to_owned(),
+            deletion_date: self.deletion_date,
+            valid_to: self.import.as_ref().and_then(|i| i.valid_to),
+            expiration_model: (self.origin == Origin::External).then(|| {
+                self.import
+                    .as_ref()
+                    .and_then(|i| i.expiration_model)
+                    .unwrap_or(ExpirationModel::KeyMaterialDoesNotExpire)
+                    .as_str()
+                    .to_owned()
+            }),
+            encryption_algorithms: algorithms(enc),
+            signing_algorithms: algorithms(sig),
+            mac_algorithms: algorithms(mac),
+            multi_region: self.multi_region_primary.is_some(),
+            multi_region_configuration: None,
         }
+    }
+
+    /// True for multi-region keys whose primary lives in another region.
+    pub fn is_replica(&self, region: &str) -> bool {
+        self.multi_region_primary
+            .as_deref()
+            .is_some_and(|p| p != region)
     }
 }
 
@@ -206,6 +388,24 @@ pub(crate) mod b64 {
         STANDARD
             .decode(s.as_bytes())
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// serde helpers: `Option<Vec<u8>>` as an optional base64 string.
+pub(crate) mod b64_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => super::b64::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::b64")] Vec<u8>);
+        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
     }
 }
 

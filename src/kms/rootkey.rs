@@ -35,7 +35,9 @@ pub const ROOT_KEY_FILE_NAME: &str = "root.key";
 pub const ROOT_KEY_LEN: usize = KEY_LEN;
 
 /// The loaded root key and where it came from. `Debug` shows the path only.
-#[derive(Debug)]
+/// Cloning copies the key into another zeroizing buffer (each region's key
+/// store holds one).
+#[derive(Debug, Clone)]
 pub struct RootKey {
     key: SecretBytes,
     path: PathBuf,

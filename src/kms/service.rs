@@ -44,7 +44,7 @@ pub struct CreateKeyRequest {
     pub key_spec: Option<String>,
 }
 
-/// The parts of AWS `KeyMetadata` cryptvol shows and checks.
+/// AWS `KeyMetadata`, field for field (those cryptvol can have).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
@@ -60,6 +60,43 @@ pub struct KeyMetadata {
     pub key_spec: String,
     pub key_usage: String,
     pub origin: String,
+    /// Deprecated twin of `KeySpec` that AWS still returns.
+    #[serde(default)]
+    pub customer_master_key_spec: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_algorithms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub multi_region: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<MultiRegionConfiguration>,
+}
+
+/// AWS `MultiRegionConfiguration`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionConfiguration {
+    /// `PRIMARY` or `REPLICA`.
+    pub multi_region_key_type: String,
+    pub primary_key: MultiRegionKey,
+    pub replica_keys: Vec<MultiRegionKey>,
+}
+
+/// AWS `MultiRegionKey`: a key ARN and its region.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionKey {
+    pub arn: String,
+    pub region: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -10,10 +10,13 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::option::{self as opt, InfoRequest, MetaContextRequest, OptionError, OptionHeader};
-use super::proto::{FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT, NBD_MAGIC};
+use super::proto::{
+    FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT,
+    NBD_MAGIC,
+};
 use super::{
-    block_sizes, transmission_flags, ServerConfig, BASE_ALLOCATION, BASE_ALLOCATION_ID, MAX_OPTIONS, MAX_OPTION_LEN,
-    OPTION_DISCARD_LIMIT,
+    block_sizes, transmission_flags, ServerConfig, BASE_ALLOCATION, BASE_ALLOCATION_ID,
+    MAX_OPTIONS, MAX_OPTION_LEN, OPTION_DISCARD_LIMIT,
 };
 
 /// Why a handshake ended without reaching transmission. Each of these
@@ -28,7 +31,11 @@ pub enum HandshakeError {
     #[error("malformed option header: {0}")]
     BadOption(#[source] OptionError),
     #[error("{option} carries {length} bytes of data, more than the {limit}-byte limit")]
-    OptionTooLong { option: &'static str, length: u32, limit: u32 },
+    OptionTooLong {
+        option: &'static str,
+        length: u32,
+        limit: u32,
+    },
     #[error("NBD_OPT_EXPORT_NAME with an invalid name: {0}")]
     BadExportName(#[source] OptionError),
     #[error("NBD_OPT_EXPORT_NAME asked for export {name:?}, which does not exist (exports: {available})")]
@@ -61,7 +68,10 @@ pub(crate) enum Outcome {
 /// Runs the whole handshake on `stream`. Shutdown and the handshake
 /// timeout are the caller's business (`server::serve_connection` drops this
 /// future), as a client in the handshake has nothing in flight to finish.
-pub(crate) async fn negotiate<S>(stream: &mut S, cfg: &ServerConfig) -> Result<Outcome, HandshakeError>
+pub(crate) async fn negotiate<S>(
+    stream: &mut S,
+    cfg: &ServerConfig,
+) -> Result<Outcome, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -89,17 +99,28 @@ where
     for _ in 0..MAX_OPTIONS {
         let mut hdr = [0u8; opt::OPTION_HEADER_LEN];
         stream.read_exact(&mut hdr).await?;
-        let OptionHeader { option, length } = OptionHeader::decode(&hdr).map_err(HandshakeError::BadOption)?;
+        let OptionHeader { option, length } =
+            OptionHeader::decode(&hdr).map_err(HandshakeError::BadOption)?;
         let name = opt::option_name(option);
 
         if length > MAX_OPTION_LEN {
             if option == opt::OPT_EXPORT_NAME || length > OPTION_DISCARD_LIMIT {
                 // EXPORT_NAME cannot be answered with an error; anything
                 // this large is not a real client.
-                return Err(HandshakeError::OptionTooLong { option: name, length, limit: MAX_OPTION_LEN });
+                return Err(HandshakeError::OptionTooLong {
+                    option: name,
+                    length,
+                    limit: MAX_OPTION_LEN,
+                });
             }
-            tokio::io::copy(&mut (&mut *stream).take(u64::from(length)), &mut tokio::io::sink()).await?;
-            let msg = format!("{name}: {length} bytes of option data exceed the {MAX_OPTION_LEN}-byte limit");
+            tokio::io::copy(
+                &mut (&mut *stream).take(u64::from(length)),
+                &mut tokio::io::sink(),
+            )
+            .await?;
+            let msg = format!(
+                "{name}: {length} bytes of option data exceed the {MAX_OPTION_LEN}-byte limit"
+            );
             tracing::debug!("{msg}");
             opt::encode_error_reply(&mut hs.out, option, opt::REP_ERR_TOO_BIG, &msg);
             hs.send(stream).await?;
@@ -156,7 +177,10 @@ impl Handshake<'_> {
     }
 
     fn unknown_export(&mut self, option: u32, name: &str) -> Result<Step, HandshakeError> {
-        let msg = format!("export {name:?} not found; this server exports: {}", self.cfg.export_names());
+        let msg = format!(
+            "export {name:?} not found; this server exports: {}",
+            self.cfg.export_names()
+        );
         self.error(option, opt::REP_ERR_UNKNOWN, &msg)
     }
 
@@ -182,12 +206,18 @@ impl Handshake<'_> {
             opt::OPT_INFO | opt::OPT_GO => self.on_info_or_go(option, data),
             opt::OPT_STRUCTURED_REPLY => {
                 if !data.is_empty() {
-                    return self.error(option, opt::REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+                    return self.error(
+                        option,
+                        opt::REP_ERR_INVALID,
+                        "NBD_OPT_STRUCTURED_REPLY takes no data",
+                    );
                 }
                 self.structured = true;
                 self.ack(option)
             }
-            opt::OPT_LIST_META_CONTEXT | opt::OPT_SET_META_CONTEXT => self.on_meta_context(option, data),
+            opt::OPT_LIST_META_CONTEXT | opt::OPT_SET_META_CONTEXT => {
+                self.on_meta_context(option, data)
+            }
             _ => self.error(
                 option,
                 opt::REP_ERR_UNSUP,
@@ -206,15 +236,26 @@ impl Handshake<'_> {
     fn on_starttls(&mut self, data: &[u8]) -> Result<Step, HandshakeError> {
         let option = opt::OPT_STARTTLS;
         if !data.is_empty() {
-            return self.error(option, opt::REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+            return self.error(
+                option,
+                opt::REP_ERR_INVALID,
+                "NBD_OPT_STARTTLS takes no data",
+            );
         }
-        self.error(option, opt::REP_ERR_POLICY, "TLS is not enabled on this server")
+        self.error(
+            option,
+            opt::REP_ERR_POLICY,
+            "TLS is not enabled on this server",
+        )
     }
 
     fn on_export_name(&mut self, data: &[u8]) -> Result<Step, HandshakeError> {
         let name = opt::parse_string(data, "export name").map_err(HandshakeError::BadExportName)?;
         let Some((index, export)) = self.cfg.find_export(&name) else {
-            return Err(HandshakeError::UnknownExport { name, available: self.cfg.export_names() });
+            return Err(HandshakeError::UnknownExport {
+                name,
+                available: self.cfg.export_names(),
+            });
         };
         let dev = &export.device;
         let flags = transmission_flags(dev.is_read_only(), self.structured);
@@ -227,13 +268,23 @@ impl Handshake<'_> {
     }
 
     fn negotiated(&self, export: usize) -> Negotiated {
-        Negotiated { export, structured: self.structured, base_allocation: self.meta_export == Some(export) }
+        Negotiated {
+            export,
+            structured: self.structured,
+            base_allocation: self.meta_export == Some(export),
+        }
     }
 
     fn on_info_or_go(&mut self, option: u32, data: &[u8]) -> Result<Step, HandshakeError> {
         let req = match InfoRequest::decode(data) {
             Ok(r) => r,
-            Err(e) => return self.error(option, opt::REP_ERR_INVALID, &format!("{}: {e}", opt::option_name(option))),
+            Err(e) => {
+                return self.error(
+                    option,
+                    opt::REP_ERR_INVALID,
+                    &format!("{}: {e}", opt::option_name(option)),
+                )
+            }
         };
         let cfg = self.cfg;
         let Some((index, export)) = cfg.find_export(&req.name) else {
@@ -246,7 +297,12 @@ impl Handshake<'_> {
             opt::encode_info_string(&mut self.out, option, opt::INFO_NAME, &export.name);
         }
         if req.requests.contains(&opt::INFO_DESCRIPTION) && !export.description.is_empty() {
-            opt::encode_info_string(&mut self.out, option, opt::INFO_DESCRIPTION, &export.description);
+            opt::encode_info_string(
+                &mut self.out,
+                option,
+                opt::INFO_DESCRIPTION,
+                &export.description,
+            );
         }
         // Sent even when not requested: every client we know understands it,
         // and the spec allows unrequested information (§ "NBD_OPT_INFO").
@@ -270,7 +326,11 @@ impl Handshake<'_> {
             // SET replaces the selection even when it fails.
             self.meta_export = None;
             if !self.structured {
-                return self.error(option, opt::REP_ERR_INVALID, &format!("{what} needs NBD_OPT_STRUCTURED_REPLY first"));
+                return self.error(
+                    option,
+                    opt::REP_ERR_INVALID,
+                    &format!("{what} needs NBD_OPT_STRUCTURED_REPLY first"),
+                );
             }
         }
         let req = match MetaContextRequest::decode(data) {
@@ -283,7 +343,11 @@ impl Handshake<'_> {
         let matched = if set {
             req.queries.iter().any(|q| q == BASE_ALLOCATION)
         } else {
-            req.queries.is_empty() || req.queries.iter().any(|q| q == "base:" || q == BASE_ALLOCATION)
+            req.queries.is_empty()
+                || req
+                    .queries
+                    .iter()
+                    .any(|q| q == "base:" || q == BASE_ALLOCATION)
         };
         if matched {
             // LIST replies carry a reserved id of 0 (§ NBD_OPT_LIST_META_CONTEXT).

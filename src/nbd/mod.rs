@@ -14,7 +14,10 @@
 //! - [`request`]: every request validated once, before the device is
 //!   touched (nbdkit's `validate_request`).
 //! - `handshake`: fixed newstyle option haggling.
-//! - `transmission`: one reader, concurrent request execution, one batching writer.
+//! - `transmission`: one reader, concurrent request execution, bounded in-flight budget.
+//! - `execute`: one validated request against the device, reply encoded.
+//! - `writer`: one batching reply writer per connection.
+//! - `pool`: reuse of large I/O buffers within a connection.
 //! - `server`: TCP / Unix listeners, connection limit, handshake timeout, shutdown.
 //!
 //! # What the server promises
@@ -37,12 +40,15 @@ use std::time::Duration;
 
 use crate::blockdev::BlockDevice;
 
+mod execute;
 mod handshake;
 pub mod option;
+mod pool;
 pub mod proto;
 pub mod request;
 mod server;
 mod transmission;
+mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -102,7 +108,11 @@ pub struct Export {
 
 impl Export {
     pub fn new(name: impl Into<String>, device: Arc<dyn BlockDevice>) -> Self {
-        Export { name: name.into(), description: String::new(), device }
+        Export {
+            name: name.into(),
+            description: String::new(),
+            device,
+        }
     }
 }
 
@@ -143,7 +153,10 @@ impl ServerConfig {
         if name.is_empty() {
             return self.exports.first().map(|e| (0, e));
         }
-        self.exports.iter().enumerate().find(|(_, e)| e.name == name)
+        self.exports
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.name == name)
     }
 
     /// "a, b, c": for error messages that tell the client what exists.
@@ -151,7 +164,11 @@ impl ServerConfig {
         if self.exports.is_empty() {
             return "(none)".to_owned();
         }
-        self.exports.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.exports
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -159,7 +176,11 @@ impl ServerConfig {
 /// (minimum, preferred, maximum). Preferred must be a power of two at least
 /// 512 and at most the maximum (§ "Size constraints").
 pub fn block_sizes(device: &dyn BlockDevice) -> (u32, u32, u32) {
-    let sector = device.sector_size().max(1).checked_next_power_of_two().unwrap_or(PREFERRED_BLOCK_SIZE);
+    let sector = device
+        .sector_size()
+        .max(1)
+        .checked_next_power_of_two()
+        .unwrap_or(PREFERRED_BLOCK_SIZE);
     let preferred = sector.clamp(PREFERRED_BLOCK_SIZE, MAX_PAYLOAD);
     (MIN_BLOCK_SIZE, preferred, MAX_PAYLOAD)
 }
@@ -167,7 +188,11 @@ pub fn block_sizes(device: &dyn BlockDevice) -> (u32, u32, u32) {
 /// Transmission flags for an export (§ "Transmission flags").
 pub fn transmission_flags(read_only: bool, structured: bool) -> u16 {
     use proto::*;
-    let mut f = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_SEND_FUA | TFLAG_CAN_MULTI_CONN | TFLAG_SEND_CACHE;
+    let mut f = TFLAG_HAS_FLAGS
+        | TFLAG_SEND_FLUSH
+        | TFLAG_SEND_FUA
+        | TFLAG_CAN_MULTI_CONN
+        | TFLAG_SEND_CACHE;
     if read_only {
         f |= TFLAG_READ_ONLY;
     } else {

@@ -84,9 +84,17 @@ pub enum OptionError {
     #[error("bad option magic {0:#018x} (expected IHAVEOPT {IHAVEOPT:#018x})")]
     BadMagic(u64),
     #[error("option data is {got} bytes; {what} needs at least {need}")]
-    Short { what: &'static str, need: usize, got: usize },
+    Short {
+        what: &'static str,
+        need: usize,
+        got: usize,
+    },
     #[error("{what} claims {claimed} bytes but only {left} remain in the option data")]
-    LengthPastEnd { what: &'static str, claimed: u64, left: usize },
+    LengthPastEnd {
+        what: &'static str,
+        claimed: u64,
+        left: usize,
+    },
     #[error("{0} trailing bytes after the option data")]
     Trailing(usize),
     #[error("{what} is {len} bytes; strings may be at most {MAX_STRING_LEN}")]
@@ -133,7 +141,11 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], OptionError> {
         if n > self.buf.len() {
-            return Err(OptionError::LengthPastEnd { what, claimed: n as u64, left: self.buf.len() });
+            return Err(OptionError::LengthPastEnd {
+                what,
+                claimed: n as u64,
+                left: self.buf.len(),
+            });
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
@@ -151,7 +163,11 @@ impl<'a> Reader<'a> {
     fn string32(&mut self, what: &'static str) -> Result<String, OptionError> {
         let len = self.u32(what)?;
         if len as usize > self.buf.len() {
-            return Err(OptionError::LengthPastEnd { what, claimed: u64::from(len), left: self.buf.len() });
+            return Err(OptionError::LengthPastEnd {
+                what,
+                claimed: u64::from(len),
+                left: self.buf.len(),
+            });
         }
         let b = self.take(len as usize, what)?;
         parse_string(b, what)
@@ -172,7 +188,9 @@ pub fn parse_string(b: &[u8], what: &'static str) -> Result<String, OptionError>
     if b.contains(&0) {
         return Err(OptionError::ContainsNul(what));
     }
-    std::str::from_utf8(b).map(str::to_owned).map_err(|_| OptionError::NotUtf8(what))
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| OptionError::NotUtf8(what))
 }
 
 /// `NBD_OPT_INFO` / `NBD_OPT_GO` data.
@@ -186,7 +204,11 @@ pub struct InfoRequest {
 impl InfoRequest {
     pub fn decode(data: &[u8]) -> Result<Self, OptionError> {
         if data.len() < 6 {
-            return Err(OptionError::Short { what: "NBD_OPT_INFO/GO", need: 6, got: data.len() });
+            return Err(OptionError::Short {
+                what: "NBD_OPT_INFO/GO",
+                need: 6,
+                got: data.len(),
+            });
         }
         let mut r = Reader { buf: data };
         let name = r.string32("export name")?;
@@ -219,7 +241,11 @@ pub struct MetaContextRequest {
 impl MetaContextRequest {
     pub fn decode(data: &[u8]) -> Result<Self, OptionError> {
         if data.len() < 8 {
-            return Err(OptionError::Short { what: "NBD_OPT_*_META_CONTEXT", need: 8, got: data.len() });
+            return Err(OptionError::Short {
+                what: "NBD_OPT_*_META_CONTEXT",
+                need: 8,
+                got: data.len(),
+            });
         }
         let mut r = Reader { buf: data };
         let name = r.string32("export name")?;
@@ -289,7 +315,13 @@ pub fn encode_info_string(out: &mut Vec<u8>, option: u32, info: u16, s: &str) {
 }
 
 /// `NBD_REP_INFO` with `NBD_INFO_BLOCK_SIZE` (length 14).
-pub fn encode_info_block_size(out: &mut Vec<u8>, option: u32, minimum: u32, preferred: u32, maximum: u32) {
+pub fn encode_info_block_size(
+    out: &mut Vec<u8>,
+    option: u32,
+    minimum: u32,
+    preferred: u32,
+    maximum: u32,
+) {
     let mut p = [0u8; 14];
     p[..2].copy_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
     p[2..6].copy_from_slice(&minimum.to_be_bytes());
@@ -315,10 +347,19 @@ mod tests {
     fn option_header_golden_bytes() {
         let wire = *b"IHAVEOPT\x00\x00\x00\x07\x00\x00\x00\x0a";
         let h = OptionHeader::decode(&wire).expect("valid");
-        assert_eq!(h, OptionHeader { option: OPT_GO, length: 10 });
+        assert_eq!(
+            h,
+            OptionHeader {
+                option: OPT_GO,
+                length: 10
+            }
+        );
         assert_eq!(h.encode(), wire);
         let bad = *b"IHAVEOPX\x00\x00\x00\x07\x00\x00\x00\x0a";
-        assert!(matches!(OptionHeader::decode(&bad), Err(OptionError::BadMagic(_))));
+        assert!(matches!(
+            OptionHeader::decode(&bad),
+            Err(OptionError::BadMagic(_))
+        ));
     }
 
     #[test]
@@ -326,7 +367,13 @@ mod tests {
         // name "disk", two requests: NAME and BLOCK_SIZE.
         let data = [0, 0, 0, 4, b'd', b'i', b's', b'k', 0, 2, 0, 1, 0, 3];
         let r = InfoRequest::decode(&data).expect("valid");
-        assert_eq!(r, InfoRequest { name: "disk".into(), requests: vec![INFO_NAME, INFO_BLOCK_SIZE] });
+        assert_eq!(
+            r,
+            InfoRequest {
+                name: "disk".into(),
+                requests: vec![INFO_NAME, INFO_BLOCK_SIZE]
+            }
+        );
         let mut back = Vec::new();
         r.encode(&mut back);
         assert_eq!(back, data);
@@ -334,20 +381,36 @@ mod tests {
 
     #[test]
     fn info_request_rejects_bad_lengths_and_trailing_bytes() {
-        assert!(matches!(InfoRequest::decode(&[0, 0, 0]), Err(OptionError::Short { .. })));
+        assert!(matches!(
+            InfoRequest::decode(&[0, 0, 0]),
+            Err(OptionError::Short { .. })
+        ));
         // Name length past the end.
         assert!(matches!(
             InfoRequest::decode(&[0, 0, 0, 9, b'a', 0, 0]),
-            Err(OptionError::LengthPastEnd { what: "export name", claimed: 9, .. })
+            Err(OptionError::LengthPastEnd {
+                what: "export name",
+                claimed: 9,
+                ..
+            })
         ));
         // Claims 2 info requests, carries 1.
         assert!(InfoRequest::decode(&[0, 0, 0, 0, 0, 2, 0, 1]).is_err());
         // Trailing byte.
-        assert_eq!(InfoRequest::decode(&[0, 0, 0, 0, 0, 0, 9]), Err(OptionError::Trailing(1)));
+        assert_eq!(
+            InfoRequest::decode(&[0, 0, 0, 0, 0, 0, 9]),
+            Err(OptionError::Trailing(1))
+        );
         // NUL in the name.
-        assert_eq!(InfoRequest::decode(&[0, 0, 0, 1, 0, 0, 0]), Err(OptionError::ContainsNul("export name")));
+        assert_eq!(
+            InfoRequest::decode(&[0, 0, 0, 1, 0, 0, 0]),
+            Err(OptionError::ContainsNul("export name"))
+        );
         // Not UTF-8.
-        assert_eq!(InfoRequest::decode(&[0, 0, 0, 1, 0xff, 0, 0]), Err(OptionError::NotUtf8("export name")));
+        assert_eq!(
+            InfoRequest::decode(&[0, 0, 0, 1, 0xff, 0, 0]),
+            Err(OptionError::NotUtf8("export name"))
+        );
     }
 
     #[test]
@@ -369,7 +432,10 @@ mod tests {
     fn meta_context_huge_query_count_does_not_allocate() {
         // 4 billion queries claimed, none present: an error, not an OOM.
         let data = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(MetaContextRequest::decode(&data), Err(OptionError::LengthPastEnd { .. })));
+        assert!(matches!(
+            MetaContextRequest::decode(&data),
+            Err(OptionError::LengthPastEnd { .. })
+        ));
     }
 
     #[test]

@@ -163,7 +163,9 @@ impl Errno {
 pub enum ProtoError {
     /// The stream is out of sync or was never NBD: nothing after this can be
     /// trusted, so the connection must be closed.
-    #[error("bad request magic {0:#010x} (expected {REQUEST_MAGIC:#010x}); the stream is out of sync")]
+    #[error(
+        "bad request magic {0:#010x} (expected {REQUEST_MAGIC:#010x}); the stream is out of sync"
+    )]
     BadRequestMagic(u32),
 }
 
@@ -281,7 +283,12 @@ pub fn simple_reply(cookie: u64, error: Option<Errno>) -> [u8; SIMPLE_REPLY_LEN]
 }
 
 /// A structured reply chunk header (§ "Structured reply chunk message").
-pub fn structured_header(flags: u16, reply_type: u16, cookie: u64, length: u32) -> [u8; STRUCTURED_HEADER_LEN] {
+pub fn structured_header(
+    flags: u16,
+    reply_type: u16,
+    cookie: u64,
+    length: u32,
+) -> [u8; STRUCTURED_HEADER_LEN] {
     let mut b = [0u8; STRUCTURED_HEADER_LEN];
     b[0..4].copy_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
     b[4..6].copy_from_slice(&flags.to_be_bytes());
@@ -297,14 +304,24 @@ pub fn structured_header(flags: u16, reply_type: u16, cookie: u64, length: u32) 
 pub fn offset_data_header(cookie: u64, offset: u64, data_len: u32) -> [u8; OFFSET_DATA_HEADER_LEN] {
     let mut b = [0u8; OFFSET_DATA_HEADER_LEN];
     let len = data_len.saturating_add(8);
-    b[..STRUCTURED_HEADER_LEN].copy_from_slice(&structured_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, cookie, len));
+    b[..STRUCTURED_HEADER_LEN].copy_from_slice(&structured_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_OFFSET_DATA,
+        cookie,
+        len,
+    ));
     b[STRUCTURED_HEADER_LEN..].copy_from_slice(&offset.to_be_bytes());
     b
 }
 
 /// A final `NBD_REPLY_TYPE_NONE` chunk: success with nothing to say.
 pub fn encode_none_chunk(out: &mut Vec<u8>, cookie: u64) {
-    out.extend_from_slice(&structured_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0));
+    out.extend_from_slice(&structured_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_NONE,
+        cookie,
+        0,
+    ));
 }
 
 /// Cuts `msg` to at most `max` bytes on a character boundary.
@@ -325,7 +342,12 @@ pub fn encode_error_chunk(out: &mut Vec<u8>, cookie: u64, error: Errno, message:
     let msg = truncate_str(message, MAX_STRING_LEN);
     // 4 (error) + 2 (message length) + message; msg.len() <= 4096 so no overflow.
     let len = 6 + msg.len() as u32;
-    out.extend_from_slice(&structured_header(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, cookie, len));
+    out.extend_from_slice(&structured_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_ERROR,
+        cookie,
+        len,
+    ));
     out.extend_from_slice(&error.code().to_be_bytes());
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     out.extend_from_slice(msg.as_bytes());
@@ -341,11 +363,21 @@ pub struct BlockDescriptor {
 /// A final `NBD_REPLY_TYPE_BLOCK_STATUS` chunk for one metadata context.
 /// `descriptors` must be non-empty (the spec requires at least one); the
 /// caller caps its length so the payload fits in 32 bits.
-pub fn encode_block_status_chunk(out: &mut Vec<u8>, cookie: u64, context_id: u32, descriptors: &[BlockDescriptor]) {
+pub fn encode_block_status_chunk(
+    out: &mut Vec<u8>,
+    cookie: u64,
+    context_id: u32,
+    descriptors: &[BlockDescriptor],
+) {
     let len = 4 + 8 * descriptors.len();
     let len32 = u32::try_from(len).unwrap_or(u32::MAX);
     out.reserve(STRUCTURED_HEADER_LEN + len);
-    out.extend_from_slice(&structured_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, cookie, len32));
+    out.extend_from_slice(&structured_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_BLOCK_STATUS,
+        cookie,
+        len32,
+    ));
     out.extend_from_slice(&context_id.to_be_bytes());
     for d in descriptors {
         out.extend_from_slice(&d.length.to_be_bytes());
@@ -387,14 +419,20 @@ mod tests {
     fn request_header_bad_magic_is_an_error_naming_the_magic() {
         let mut wire = [0u8; 28];
         wire[..4].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-        let err = RequestHeader::decode(&wire).unwrap_err();
+        let err = RequestHeader::decode(&wire).expect_err("bad magic");
         assert_eq!(err, ProtoError::BadRequestMagic(0xdead_beef));
         assert!(err.to_string().contains("0xdeadbeef"));
     }
 
     #[test]
     fn unknown_command_is_kept_not_rejected() {
-        let h = RequestHeader { flags: 0, command: Command::Unknown(42), cookie: 1, offset: 0, length: 0 };
+        let h = RequestHeader {
+            flags: 0,
+            command: Command::Unknown(42),
+            cookie: 1,
+            offset: 0,
+            length: 0,
+        };
         let back = RequestHeader::decode(&h.encode()).expect("valid magic");
         assert_eq!(back.command, Command::Unknown(42));
     }
@@ -455,8 +493,14 @@ mod tests {
     fn block_status_chunk_golden_bytes() {
         let mut out = Vec::new();
         let d = [
-            BlockDescriptor { length: 4096, flags: 0 },
-            BlockDescriptor { length: 8192, flags: STATE_HOLE | STATE_ZERO },
+            BlockDescriptor {
+                length: 4096,
+                flags: 0,
+            },
+            BlockDescriptor {
+                length: 8192,
+                flags: STATE_HOLE | STATE_ZERO,
+            },
         ];
         encode_block_status_chunk(&mut out, 5, 1, &d);
         assert_eq!(

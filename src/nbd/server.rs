@@ -72,12 +72,20 @@ pub enum ConnectionError {
 /// (up to 30 s) for open connections to answer what they have in flight.
 /// A `shutdown` sender that is dropped without sending `true` never stops
 /// the server.
-pub async fn serve_tcp(listener: TcpListener, cfg: Arc<ServerConfig>, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    cfg: Arc<ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
     serve(Listener::Tcp(listener), cfg, shutdown).await
 }
 
 /// Serves NBD on a Unix socket listener; see [`serve_tcp`].
-pub async fn serve_unix(listener: UnixListener, cfg: Arc<ServerConfig>, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+pub async fn serve_unix(
+    listener: UnixListener,
+    cfg: Arc<ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
     serve(Listener::Unix(listener), cfg, shutdown).await
 }
 
@@ -116,7 +124,11 @@ pub(crate) async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn serve(listener: Listener, cfg: Arc<ServerConfig>, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+async fn serve(
+    listener: Listener,
+    cfg: Arc<ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let next_id = AtomicU64::new(1);
     let mut conns = JoinSet::new();
@@ -154,20 +166,32 @@ async fn serve(listener: Listener, cfg: Arc<ServerConfig>, shutdown: watch::Rece
         }
     }
     if !conns.is_empty() {
-        tracing::info!("shutting down: waiting for {} open connection(s) to finish", conns.len());
+        tracing::info!(
+            "shutting down: waiting for {} open connection(s) to finish",
+            conns.len()
+        );
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while conns.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("{} connection(s) still busy after {SHUTDOWN_GRACE:?}; dropping them", conns.len());
+        tracing::warn!(
+            "{} connection(s) still busy after {SHUTDOWN_GRACE:?}; dropping them",
+            conns.len()
+        );
         conns.shutdown().await;
     }
     Ok(())
 }
 
-async fn handle<C: Connection>(conn: C, id: u64, peer: String, cfg: Arc<ServerConfig>, shutdown: watch::Receiver<bool>) {
+async fn handle<C: Connection>(
+    conn: C,
+    id: u64,
+    peer: String,
+    cfg: Arc<ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) {
     tracing::info!(conn = id, %peer, "client connected");
     match serve_connection(conn, cfg, shutdown).await {
         Ok(()) => tracing::info!(conn = id, %peer, "client disconnected"),
@@ -202,7 +226,10 @@ pub async fn serve_connection<C: Connection>(
     };
     // `negotiate` only returns indices from `find_export`.
     let Some(export) = cfg.exports.get(negotiated.export) else {
-        let e = HandshakeError::UnknownExport { name: format!("#{}", negotiated.export), available: cfg.export_names() };
+        let e = HandshakeError::UnknownExport {
+            name: format!("#{}", negotiated.export),
+            available: cfg.export_names(),
+        };
         return Err(e.into());
     };
     let device = export.device.clone();

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rustix::fs::{FallocateFlags, SeekFrom};
 
+use super::cbt::{Tracker, CHUNK_SIZE};
 use super::header::{Cipher, Header, SLOT_SIZE};
 use crate::blockdev::{BlockDevice, DeviceError, Extent};
 use crate::crypto::xts::SectorCipher;
@@ -33,18 +34,72 @@ pub struct Volume {
     cipher: Option<SectorCipher>,
     read_only: bool,
     stripes: Vec<Mutex<()>>,
+    tracker: Tracker,
+    snapshot_mac_key: Option<crate::crypto::SecretBytes>,
 }
 
 impl Volume {
     /// Wraps an open volume file. `cipher` must be `Some` exactly when the
     /// header says the volume is encrypted.
-    pub(crate) fn new(file: File, header: Header, cipher: Option<SectorCipher>, read_only: bool) -> Self {
+    pub(crate) fn new(
+        file: File,
+        header: Header,
+        cipher: Option<SectorCipher>,
+        read_only: bool,
+        tracker: Tracker,
+        snapshot_mac_key: Option<crate::crypto::SecretBytes>,
+    ) -> Self {
         debug_assert_eq!(cipher.is_some(), header.cipher != Cipher::None);
-        Volume { file, header, cipher, read_only, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() }
+        Volume {
+            file,
+            header,
+            cipher,
+            read_only,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            tracker,
+            snapshot_mac_key,
+        }
+    }
+
+    /// The key that authenticates this volume's snapshot manifests (derived
+    /// from the data key; `None` for an unencrypted volume).
+    pub fn snapshot_mac_key(&self) -> Option<&crate::crypto::SecretBytes> {
+        self.snapshot_mac_key.as_ref()
     }
 
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Whether this attach is read-only (then change tracking is not persisted).
+    pub fn is_read_only_attach(&self) -> bool {
+        self.read_only
+    }
+
+    /// Changed-block tracking and snapshot capture for this volume.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Reads the raw stored bytes (ciphertext) of snapshot chunk `chunk`
+    /// into `buf` (resized to the chunk's length; the last may be short).
+    pub fn read_raw_chunk(&self, chunk: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let start = chunk * CHUNK_SIZE;
+        let len = CHUNK_SIZE.min(self.header.size.saturating_sub(start));
+        buf.resize(len as usize, 0);
+        self.file
+            .read_exact_at(buf, self.header.data_offset + start)
+    }
+
+    /// Marks the volume cleanly detached for change tracking.
+    pub fn detach(&self) -> Result<(), DeviceError> {
+        self.sync()?;
+        if !self.read_only {
+            self.tracker
+                .persist(true)
+                .map_err(|e| DeviceError::Io(e.into()))?;
+        }
+        Ok(())
     }
 
     fn ss(&self) -> u64 {
@@ -54,7 +109,11 @@ impl Volume {
     fn check_range(&self, offset: u64, len: u64) -> Result<(), DeviceError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.header.size => Ok(()),
-            _ => Err(DeviceError::OutOfRange { offset, len, size: self.header.size }),
+            _ => Err(DeviceError::OutOfRange {
+                offset,
+                len,
+                size: self.header.size,
+            }),
         }
     }
 
@@ -68,7 +127,9 @@ impl Volume {
 
     fn lock_sector(&self, sector: u64) -> MutexGuard<'_, ()> {
         // The guard protects no data, so a poisoned stripe is still usable.
-        self.stripes[(sector % STRIPES as u64) as usize].lock().unwrap_or_else(|e| e.into_inner())
+        self.stripes[(sector % STRIPES as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads whole sectors starting at `sector` into `buf` and decrypts them.
@@ -88,7 +149,8 @@ impl Volume {
     /// Encrypts whole sectors in `buf` in place and writes them at `sector`.
     fn write_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
         if let Some(c) = &self.cipher {
-            c.encrypt_sectors(sector, buf).map_err(|e| DeviceError::Io(std::io::Error::other(e)))?;
+            c.encrypt_sectors(sector, buf)
+                .map_err(|e| DeviceError::Io(std::io::Error::other(e)))?;
         }
         let pos = self.header.data_offset + sector * self.ss();
         self.file.write_all_at(buf, pos)?;
@@ -105,7 +167,11 @@ impl Volume {
         // Lock stripes in ascending order so two RMWs cannot deadlock.
         let (a, b) = (first % STRIPES as u64, last % STRIPES as u64);
         let _g1 = self.lock_sector(a.min(b));
-        let _g2 = if a != b { Some(self.lock_sector(a.max(b))) } else { None };
+        let _g2 = if a != b {
+            Some(self.lock_sector(a.max(b)))
+        } else {
+            None
+        };
         let mut span = vec![0u8; ((last - first + 1) * ss) as usize];
         let lo = (offset - first * ss) as usize;
         let hi = lo + len as usize;
@@ -208,6 +274,9 @@ impl BlockDevice for Volume {
         if len == 0 {
             return Ok(());
         }
+        let _w = self
+            .tracker
+            .begin_write(offset, len, |c, b| self.read_raw_chunk(c, b));
         let ss = self.ss();
         if offset % ss == 0 && len % ss == 0 {
             self.write_sectors(offset / ss, data)?;
@@ -227,6 +296,9 @@ impl BlockDevice for Volume {
     fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), DeviceError> {
         self.check_writable()?;
         self.check_range(offset, len)?;
+        let _w = self
+            .tracker
+            .begin_write(offset, len, |c, b| self.read_raw_chunk(c, b));
         // TRIM is advisory (NBD spec): partial sectors at the edges are kept.
         let ss = self.ss();
         let first = offset.div_ceil(ss);
@@ -240,12 +312,21 @@ impl BlockDevice for Volume {
         Ok(())
     }
 
-    fn write_zeroes(&self, offset: u64, len: u64, may_trim: bool, fua: bool) -> Result<(), DeviceError> {
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        may_trim: bool,
+        fua: bool,
+    ) -> Result<(), DeviceError> {
         self.check_writable()?;
         self.check_range(offset, len)?;
         if len == 0 {
             return Ok(());
         }
+        let _w = self
+            .tracker
+            .begin_write(offset, len, |c, b| self.read_raw_chunk(c, b));
         let ss = self.ss();
         let end = offset + len;
         let first_full = offset.div_ceil(ss);
@@ -284,7 +365,11 @@ impl BlockDevice for Volume {
             };
             if data > at {
                 let hole_end = (data - base).min(end);
-                out.push(Extent { length: hole_end - pos, hole: true, zero: true });
+                out.push(Extent {
+                    length: hole_end - pos,
+                    hole: true,
+                    zero: true,
+                });
                 pos = hole_end;
                 continue;
             }
@@ -293,7 +378,11 @@ impl BlockDevice for Volume {
                 Err(e) => return Err(std::io::Error::from(e).into()),
             };
             let data_end = hole.saturating_sub(base).min(end).max(pos + 1);
-            out.push(Extent { length: data_end - pos, hole: false, zero: false });
+            out.push(Extent {
+                length: data_end - pos,
+                hole: false,
+                zero: false,
+            });
             pos = data_end;
             if out.len() >= 1024 {
                 break; // enough for one reply; the client asks again
@@ -320,8 +409,14 @@ pub fn write_header(file: &File, current: &Header, new: &mut Header) -> Result<(
     new.sequence = current.sequence + 1;
     let slot = new.encode().map_err(super::Error::Header)?;
     // Slot index by sequence parity: consecutive updates alternate slots.
-    let at = if new.sequence % 2 == 0 { 0 } else { SLOT_SIZE as u64 };
-    file.write_all_at(&slot, at).and_then(|_| file.sync_data()).map_err(super::Error::io("writing the header"))
+    let at = if new.sequence % 2 == 0 {
+        0
+    } else {
+        SLOT_SIZE as u64
+    };
+    file.write_all_at(&slot, at)
+        .and_then(|_| file.sync_data())
+        .map_err(super::Error::io("writing the header"))
 }
 
 fn read_up_to(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {

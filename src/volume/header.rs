@@ -145,12 +145,19 @@ impl Header {
     /// Encodes one slot, exactly [`SLOT_SIZE`] bytes.
     pub fn encode(&self) -> Result<Vec<u8>, HeaderError> {
         if self.volume_id.len() != VOLUME_ID_LEN {
-            return Err(HeaderError::Corrupt(format!("volume id {:?} is not {VOLUME_ID_LEN} bytes", self.volume_id)));
+            return Err(HeaderError::Corrupt(format!(
+                "volume id {:?} is not {VOLUME_ID_LEN} bytes",
+                self.volume_id
+            )));
         }
         let mut out = Vec::with_capacity(SLOT_SIZE);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let flags = if self.cipher == Cipher::None { 0 } else { FLAG_ENCRYPTED };
+        let flags = if self.cipher == Cipher::None {
+            0
+        } else {
+            FLAG_ENCRYPTED
+        };
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes()); // body_len, patched below
         out.extend_from_slice(&self.sequence.to_le_bytes());
@@ -201,20 +208,29 @@ impl Header {
         let end = BODY_OFFSET
             .checked_add(body_len)
             .filter(|&e| e >= VARIABLE_OFFSET && e + CHECKSUM_LEN <= slot.len().min(SLOT_SIZE))
-            .ok_or_else(|| HeaderError::Corrupt(format!("body length {body_len} does not fit the slot")))?;
+            .ok_or_else(|| {
+                HeaderError::Corrupt(format!("body length {body_len} does not fit the slot"))
+            })?;
         if Sha256::digest(&slot[..end])[..] != slot[end..end + CHECKSUM_LEN] {
             return Err(HeaderError::Checksum);
         }
         if !slot[end + CHECKSUM_LEN..].iter().all(|&b| b == 0) {
-            return Err(HeaderError::Corrupt("non-zero bytes after the checksum".into()));
+            return Err(HeaderError::Corrupt(
+                "non-zero bytes after the checksum".into(),
+            ));
         }
         let cipher = Cipher::from_code(slot[CIPHER_OFFSET])
             .ok_or_else(|| HeaderError::TooNew(version, flags))?;
         if (cipher != Cipher::None) != (flags & FLAG_ENCRYPTED != 0) {
-            return Err(HeaderError::Corrupt("encrypted flag disagrees with the cipher".into()));
+            return Err(HeaderError::Corrupt(
+                "encrypted flag disagrees with the cipher".into(),
+            ));
         }
         let volume_id = utf8(&slot[VOLUME_ID_OFFSET..VARIABLE_OFFSET], "volume id")?;
-        let mut r = VarReader { buf: &slot[VARIABLE_OFFSET..end], pos: 0 };
+        let mut r = VarReader {
+            buf: &slot[VARIABLE_OFFSET..end],
+            pos: 0,
+        };
         let name = utf8(r.next("name")?, "name")?;
         let kms_key_arn = utf8(r.next("kms key arn")?, "kms key arn")?;
         let region = utf8(r.next("region")?, "region")?;
@@ -228,7 +244,10 @@ impl Header {
             encryption_context.insert(k, v);
         }
         if r.pos != r.buf.len() {
-            return Err(HeaderError::Corrupt(format!("{} trailing bytes in the header", r.buf.len() - r.pos)));
+            return Err(HeaderError::Corrupt(format!(
+                "{} trailing bytes in the header",
+                r.buf.len() - r.pos
+            )));
         }
         let h = Header {
             sequence: le_u64(slot, SEQUENCE_OFFSET),
@@ -254,13 +273,24 @@ impl Header {
     pub fn validate(&self) -> Result<(), HeaderError> {
         let bad = |m: String| Err(HeaderError::Corrupt(m));
         if !crate::crypto::xts::SECTOR_SIZES.contains(&self.sector_size) {
-            return bad(format!("sector size {} is not 512 or 4096", self.sector_size));
+            return bad(format!(
+                "sector size {} is not 512 or 4096",
+                self.sector_size
+            ));
         }
         if self.size == 0 || self.size % self.sector_size as u64 != 0 {
-            return bad(format!("size {} is not a positive multiple of the sector size", self.size));
+            return bad(format!(
+                "size {} is not a positive multiple of the sector size",
+                self.size
+            ));
         }
-        if self.data_offset < (2 * SLOT_SIZE) as u64 || self.data_offset % self.sector_size as u64 != 0 {
-            return bad(format!("data offset {} is inside the header area or misaligned", self.data_offset));
+        if self.data_offset < (2 * SLOT_SIZE) as u64
+            || self.data_offset % self.sector_size as u64 != 0
+        {
+            return bad(format!(
+                "data offset {} is inside the header area or misaligned",
+                self.data_offset
+            ));
         }
         if self.data_offset.checked_add(self.size).is_none() {
             return bad("data offset + size overflows".into());
@@ -269,7 +299,10 @@ impl Header {
             return bad(format!("volume id {:?} is malformed", self.volume_id));
         }
         if (self.cipher == Cipher::None) != self.wrapped_data_key.is_empty() {
-            return bad("wrapped data key present on an unencrypted volume, or missing on an encrypted one".into());
+            return bad(
+                "wrapped data key present on an unencrypted volume, or missing on an encrypted one"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -290,15 +323,25 @@ impl Header {
 pub fn is_volume_id(s: &str) -> bool {
     s.len() == VOLUME_ID_LEN
         && s.starts_with("vol-")
-        && s[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("BUG: caller checked length"))
+    u32::from_le_bytes(
+        b[at..at + 4]
+            .try_into()
+            .expect("BUG: caller checked length"),
+    )
 }
 
 fn le_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("BUG: caller checked length"))
+    u64::from_le_bytes(
+        b[at..at + 8]
+            .try_into()
+            .expect("BUG: caller checked length"),
+    )
 }
 
 fn utf8(b: &[u8], what: &str) -> Result<String, HeaderError> {
@@ -312,10 +355,9 @@ struct VarReader<'a> {
 
 impl<'a> VarReader<'a> {
     fn u32(&mut self, what: &str) -> Result<u32, HeaderError> {
-        let b = self
-            .buf
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| HeaderError::Corrupt(format!("truncated before the length of {what}")))?;
+        let b = self.buf.get(self.pos..self.pos + 4).ok_or_else(|| {
+            HeaderError::Corrupt(format!("truncated before the length of {what}"))
+        })?;
         self.pos += 4;
         Ok(u32::from_le_bytes(b.try_into().expect("BUG: 4-byte slice")))
     }
@@ -326,7 +368,9 @@ impl<'a> VarReader<'a> {
             .pos
             .checked_add(len)
             .and_then(|end| self.buf.get(self.pos..end))
-            .ok_or_else(|| HeaderError::Corrupt(format!("{what} ({len} bytes) runs past the header")))?;
+            .ok_or_else(|| {
+                HeaderError::Corrupt(format!("{what} ({len} bytes) runs past the header"))
+            })?;
         self.pos += len;
         Ok(b)
     }
@@ -345,10 +389,15 @@ mod tests {
             sector_size: 4096,
             data_offset: DATA_OFFSET,
             cipher: Cipher::AesXtsPlain64,
-            kms_key_arn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            kms_key_arn:
+                "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
             region: "us-east-1".into(),
             wrapped_data_key: vec![1, 2, 3, 4, 5],
-            encryption_context: [("aws:ebs:id".to_string(), "vol-0123456789abcdef0".to_string())].into(),
+            encryption_context: [(
+                "aws:ebs:id".to_string(),
+                "vol-0123456789abcdef0".to_string(),
+            )]
+            .into(),
             origin_snapshot: String::new(),
             created: 1_700_000_000,
         }

@@ -8,6 +8,7 @@
 //!   generated under a KMS key with the encryption context
 //!   `{"aws:ebs:id": "<volume id>"}` and only its wrapped form is stored.
 
+pub mod cbt;
 pub mod file;
 pub mod header;
 
@@ -36,13 +37,17 @@ const VOLUME_EXT: &str = "vol";
 /// Everything that can go wrong managing or attaching a volume.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no volume named or with id {0:?} in region {1}; `cryptvol volume list` shows what exists")]
+    #[error(
+        "no volume named or with id {0:?} in region {1}; `cryptvol volume list` shows what exists"
+    )]
     NotFound(String, String),
     #[error("a volume named {0:?} already exists ({1}); pick another name or delete it first")]
     AlreadyExists(String, String),
     #[error("invalid volume name {0:?}: use 1-64 characters from A-Z a-z 0-9 . _ -, not starting with `vol-` or `-`")]
     InvalidName(String),
-    #[error("invalid size {size}: it must be a positive multiple of the {sector_size}-byte sector size")]
+    #[error(
+        "invalid size {size}: it must be a positive multiple of the {sector_size}-byte sector size"
+    )]
     InvalidSize { size: u64, sector_size: u32 },
     #[error("invalid sector size {0}: use 512 or 4096")]
     InvalidSectorSize(u32),
@@ -51,13 +56,20 @@ pub enum Error {
     #[error(transparent)]
     Header(HeaderError),
     #[error("volume {volume}: the KMS refused to {action}: {source}")]
-    Kms { volume: String, action: &'static str, source: KmsError },
+    Kms {
+        volume: String,
+        action: &'static str,
+        source: KmsError,
+    },
     #[error("volume {0}: the KMS returned a data key of {1} bytes, expected {DATA_KEY_LEN}")]
     BadDataKey(String, usize),
     #[error("volume {0} is attached by another process; stop that `cryptvol serve` first")]
     Busy(String),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Fs(#[from] crate::fsutil::FsError),
 }
@@ -78,6 +90,30 @@ pub struct CreateOptions {
     /// `None` with `encrypted` uses [`DEFAULT_KEY_ALIAS`].
     pub kms_key_id: Option<String>,
     pub encrypted: bool,
+}
+
+/// Where a new volume's data key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A fresh data key from the KMS under this key (default `alias/aws/ebs`).
+    New(Option<String>),
+    /// An existing wrapped data key (a restore that keeps the snapshot's key).
+    Existing {
+        kms_key_arn: String,
+        wrapped_data_key: Vec<u8>,
+        encryption_context: EncryptionContext,
+    },
+    Unencrypted,
+}
+
+/// A volume file being created, handed to the `fill` step of
+/// [`VolumeStore::create_with`].
+#[derive(Debug)]
+pub struct NewVolume<'a> {
+    pub file: &'a File,
+    pub header: &'a Header,
+    /// The cipher of a freshly generated data key, if one was generated.
+    pub cipher: Option<&'a SectorCipher>,
 }
 
 /// A volume as `list` and `describe` show it.
@@ -138,7 +174,9 @@ fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && !name.starts_with("vol-")
         && !name.starts_with('-')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn new_volume_id() -> String {
@@ -149,12 +187,18 @@ fn new_volume_id() -> String {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl VolumeStore {
     pub fn new(data_dir: &Path, region: &str) -> Self {
-        VolumeStore { dir: data_dir.join("regions").join(region).join("volumes"), region: region.to_string() }
+        VolumeStore {
+            dir: data_dir.join("regions").join(region).join("volumes"),
+            region: region.to_string(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -169,6 +213,17 @@ impl VolumeStore {
         self.dir.join(format!("{id}.{VOLUME_EXT}"))
     }
 
+    /// The volume's changed-block-tracking file.
+    fn cbt_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.cbt"))
+    }
+
+    /// The control socket of the process serving a volume (snapshots of an
+    /// attached volume are taken by that process).
+    pub fn control_socket(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.sock"))
+    }
+
     /// Every volume in the region, sorted by name. Files whose header cannot
     /// be read are reported as errors rather than skipped silently.
     pub fn list(&self) -> Result<Vec<VolumeInfo>, Error> {
@@ -179,7 +234,9 @@ impl VolumeStore {
         };
         let mut out = Vec::new();
         for entry in rd {
-            let path = entry.map_err(Error::io(format!("listing {}", self.dir.display())))?.path();
+            let path = entry
+                .map_err(Error::io(format!("listing {}", self.dir.display())))?
+                .path();
             if path.extension().and_then(|e| e.to_str()) != Some(VOLUME_EXT) {
                 continue;
             }
@@ -194,7 +251,10 @@ impl VolumeStore {
         let f = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
         file::read_header(&f)
             .map_err(Error::io(format!("reading {}", path.display())))?
-            .map_err(|source| Error::BadHeader { path: path.to_path_buf(), source })
+            .map_err(|source| Error::BadHeader {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// Finds a volume by name or id.
@@ -222,57 +282,137 @@ impl VolumeStore {
         name: &str,
         opts: &CreateOptions,
     ) -> Result<VolumeInfo, Error> {
+        let key = if opts.encrypted {
+            KeySource::New(opts.kms_key_id.clone())
+        } else {
+            KeySource::Unencrypted
+        };
+        self.create_with(
+            kms,
+            caller,
+            name,
+            opts.size,
+            opts.sector_size,
+            key,
+            "",
+            |_| Ok(()),
+        )
+    }
+
+    /// The general form of [`VolumeStore::create`]: `key` says where the
+    /// data key comes from, and `fill` writes the data area of the new file
+    /// before it appears under its final name (a restore or copy killed
+    /// half-way leaves no volume behind). `fill` gets the sector cipher of
+    /// a newly generated data key (`None` for an existing or no key).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with(
+        &self,
+        kms: &dyn KeyService,
+        caller: &Caller,
+        name: &str,
+        size: u64,
+        sector_size: u32,
+        key: KeySource,
+        origin_snapshot: &str,
+        fill: impl FnOnce(&NewVolume<'_>) -> Result<(), Error>,
+    ) -> Result<VolumeInfo, Error> {
         if !valid_name(name) {
             return Err(Error::InvalidName(name.to_string()));
         }
-        if !crate::crypto::xts::SECTOR_SIZES.contains(&opts.sector_size) {
-            return Err(Error::InvalidSectorSize(opts.sector_size));
+        if !crate::crypto::xts::SECTOR_SIZES.contains(&sector_size) {
+            return Err(Error::InvalidSectorSize(sector_size));
         }
-        if opts.size == 0 || opts.size % opts.sector_size as u64 != 0 || opts.size > u64::MAX / 2 {
-            return Err(Error::InvalidSize { size: opts.size, sector_size: opts.sector_size });
+        if size == 0 || size % sector_size as u64 != 0 || size > u64::MAX / 2 {
+            return Err(Error::InvalidSize { size, sector_size });
         }
         if let Some(v) = self.list()?.into_iter().find(|v| v.name == name) {
             return Err(Error::AlreadyExists(name.to_string(), v.volume_id));
         }
         let volume_id = new_volume_id();
         let context: EncryptionContext = [(CONTEXT_KEY.to_string(), volume_id.clone())].into();
-        let (cipher, kms_key_arn, wrapped, encryption_context) = if opts.encrypted {
-            let key_id = opts.kms_key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
-            let dk = kms
-                .generate_data_key(caller, key_id, DATA_KEY_LEN, &context)
-                .map_err(|source| Error::Kms { volume: name.to_string(), action: "generate a data key", source })?;
-            (Cipher::AesXtsPlain64, dk.key_id, dk.ciphertext_blob, context)
-        } else {
-            (Cipher::None, String::new(), Vec::new(), EncryptionContext::new())
+        let mut new_cipher = None;
+        let (cipher, kms_key_arn, wrapped, encryption_context) = match key {
+            KeySource::New(key_id) => {
+                let key_id = key_id.as_deref().unwrap_or(DEFAULT_KEY_ALIAS);
+                let dk = kms
+                    .generate_data_key(caller, key_id, DATA_KEY_LEN, &context)
+                    .map_err(|source| Error::Kms {
+                        volume: name.to_string(),
+                        action: "generate a data key",
+                        source,
+                    })?;
+                let n = dk.plaintext.len();
+                let data_key = DataKey::from_secret(&dk.plaintext)
+                    .ok_or_else(|| Error::BadDataKey(name.to_string(), n))?;
+                new_cipher = Some(
+                    SectorCipher::new(&data_key, sector_size)
+                        .map_err(|_| Error::InvalidSectorSize(sector_size))?,
+                );
+                (
+                    Cipher::AesXtsPlain64,
+                    dk.key_id,
+                    dk.ciphertext_blob,
+                    context,
+                )
+            }
+            KeySource::Existing {
+                kms_key_arn,
+                wrapped_data_key,
+                encryption_context,
+            } => (
+                Cipher::AesXtsPlain64,
+                kms_key_arn,
+                wrapped_data_key,
+                encryption_context,
+            ),
+            KeySource::Unencrypted => (
+                Cipher::None,
+                String::new(),
+                Vec::new(),
+                EncryptionContext::new(),
+            ),
         };
         let mut h = Header {
             sequence: 0,
             volume_id: volume_id.clone(),
             name: name.to_string(),
-            size: opts.size,
-            sector_size: opts.sector_size,
+            size,
+            sector_size,
             data_offset: DATA_OFFSET,
             cipher,
             kms_key_arn,
             region: self.region.clone(),
             wrapped_data_key: wrapped,
             encryption_context,
-            origin_snapshot: String::new(),
+            origin_snapshot: origin_snapshot.to_string(),
             created: now_secs(),
         };
         let path = self.path_of(&volume_id);
-        self.write_new_file(&path, &mut h)?;
+        self.write_new_file(&path, &mut h, new_cipher.as_ref(), fill)?;
         Ok(VolumeInfo::new(&h, path))
     }
 
     /// Writes a new volume file with `h` in both slots (sequences 0 and 1)
-    /// and a sparse data area, atomically under `path`.
-    fn write_new_file(&self, path: &Path, h: &mut Header) -> Result<(), Error> {
+    /// and a sparse data area filled by `fill`, atomically under `path`.
+    fn write_new_file(
+        &self,
+        path: &Path,
+        h: &mut Header,
+        cipher: Option<&SectorCipher>,
+        fill: impl FnOnce(&NewVolume<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         crate::fsutil::create_private_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{}.tmp", h.volume_id));
         let result = (|| {
-            let f = private_file(&tmp, true).map_err(Error::io(format!("creating {}", tmp.display())))?;
-            f.set_len(h.data_offset + h.size).map_err(Error::io(format!("sizing {}", tmp.display())))?;
+            let f = private_file(&tmp, true)
+                .map_err(Error::io(format!("creating {}", tmp.display())))?;
+            f.set_len(h.data_offset + h.size)
+                .map_err(Error::io(format!("sizing {}", tmp.display())))?;
+            fill(&NewVolume {
+                file: &f,
+                header: h,
+                cipher,
+            })?;
             use std::os::unix::fs::FileExt;
             h.sequence = 0;
             let a = h.encode().map_err(Error::Header)?;
@@ -282,7 +422,8 @@ impl VolumeStore {
                 .and_then(|_| f.write_all_at(&b, header::SLOT_SIZE as u64))
                 .and_then(|_| f.sync_all())
                 .map_err(Error::io(format!("writing {}", tmp.display())))?;
-            std::fs::rename(&tmp, path).map_err(Error::io(format!("renaming {}", tmp.display())))?;
+            std::fs::rename(&tmp, path)
+                .map_err(Error::io(format!("renaming {}", tmp.display())))?;
             Ok(crate::fsutil::sync_dir(&self.dir)?)
         })();
         if result.is_err() {
@@ -300,7 +441,8 @@ impl VolumeStore {
             .open(&info.path)
             .map_err(Error::io(format!("opening {}", info.path.display())))?;
         lock_exclusive(&f, &info.name)?;
-        std::fs::remove_file(&info.path).map_err(Error::io(format!("deleting {}", info.path.display())))?;
+        std::fs::remove_file(&info.path)
+            .map_err(Error::io(format!("deleting {}", info.path.display())))?;
         crate::fsutil::sync_dir(&self.dir)?;
         Ok(info)
     }
@@ -327,41 +469,65 @@ impl VolumeStore {
         }
         let h = file::read_header(&f)
             .map_err(Error::io(format!("reading {}", info.path.display())))?
-            .map_err(|source| Error::BadHeader { path: info.path.clone(), source })?;
-        let len = f.metadata().map_err(Error::io(format!("examining {}", info.path.display())))?.len();
+            .map_err(|source| Error::BadHeader {
+                path: info.path.clone(),
+                source,
+            })?;
+        let len = f
+            .metadata()
+            .map_err(Error::io(format!("examining {}", info.path.display())))?
+            .len();
         if len < h.data_offset + h.size {
             // A truncated file would turn reads past its end into errors;
             // restore the sparse length (the missing part reads as zeros).
             if read_only {
                 return Err(Error::BadHeader {
                     path: info.path.clone(),
-                    source: HeaderError::Corrupt(format!("file is {len} bytes, shorter than its header says")),
+                    source: HeaderError::Corrupt(format!(
+                        "file is {len} bytes, shorter than its header says"
+                    )),
                 });
             }
-            f.set_len(h.data_offset + h.size).map_err(Error::io(format!("extending {}", info.path.display())))?;
+            f.set_len(h.data_offset + h.size)
+                .map_err(Error::io(format!("extending {}", info.path.display())))?;
         }
+        let mut mac_key = None;
         let cipher = match h.cipher {
             Cipher::None => None,
             Cipher::AesXtsPlain64 => {
                 let resp = kms
                     .decrypt(caller, &h.wrapped_data_key, &h.encryption_context, None)
-                    .map_err(|source| Error::Kms { volume: h.name.clone(), action: "unwrap the data key", source })?;
+                    .map_err(|source| Error::Kms {
+                        volume: h.name.clone(),
+                        action: "unwrap the data key",
+                        source,
+                    })?;
                 let n = resp.plaintext.len();
-                let key = DataKey::from_secret(&resp.plaintext).ok_or_else(|| Error::BadDataKey(h.name.clone(), n))?;
-                Some(SectorCipher::new(&key, h.sector_size).map_err(|e| Error::BadHeader {
-                    path: info.path.clone(),
-                    source: HeaderError::Corrupt(e.to_string()),
-                })?)
+                let key = DataKey::from_secret(&resp.plaintext)
+                    .ok_or_else(|| Error::BadDataKey(h.name.clone(), n))?;
+                mac_key = Some(crate::crypto::kdf::snapshot_mac_key(key.expose()));
+                Some(
+                    SectorCipher::new(&key, h.sector_size).map_err(|e| Error::BadHeader {
+                        path: info.path.clone(),
+                        source: HeaderError::Corrupt(e.to_string()),
+                    })?,
+                )
             }
         };
-        Ok(Volume::new(f, h, cipher, read_only))
+        let tracker = cbt::Tracker::open(&self.cbt_path(&h.volume_id), h.size, read_only)?;
+        Ok(Volume::new(f, h, cipher, read_only, tracker, mac_key))
     }
 }
 
 /// Opens a new file readable only by its owner.
 fn private_file(path: &Path, create_new: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().read(true).write(true).create_new(create_new).mode(0o600).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(create_new)
+        .mode(0o600)
+        .open(path)
 }
 
 fn lock_exclusive(f: &File, name: &str) -> Result<(), Error> {

@@ -17,37 +17,71 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let kms = LocalKms::open(dir.path(), "us-east-1").unwrap();
     let store = VolumeStore::new(dir.path(), "us-east-1");
-    Fixture { _dir: dir, kms, store }
+    Fixture {
+        _dir: dir,
+        kms,
+        store,
+    }
 }
 
 fn opts(size: u64, sector_size: u32) -> CreateOptions {
-    CreateOptions { size, sector_size, kms_key_id: None, encrypted: true }
+    CreateOptions {
+        size,
+        sector_size,
+        kms_key_id: None,
+        encrypted: true,
+    }
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
+        .collect()
 }
 
 #[test]
 fn create_uses_default_key_and_binds_volume_id() {
     let f = fixture();
     let caller = f.kms.root_caller();
-    let info = f.store.create(&f.kms, &caller, "demo", &opts(1 << 20, 4096)).unwrap();
+    let info = f
+        .store
+        .create(&f.kms, &caller, "demo", &opts(1 << 20, 4096))
+        .unwrap();
     assert!(header::is_volume_id(&info.volume_id));
     assert!(info.encrypted);
     assert_eq!(info.cipher, "aes-xts-plain64");
     assert_eq!(info.data_offset, DATA_OFFSET);
-    assert_eq!(info.encryption_context.get(CONTEXT_KEY), Some(&info.volume_id));
-    let alias = f.kms.list_aliases(&caller).unwrap().into_iter().find(|a| a.alias_name == DEFAULT_KEY_ALIAS).unwrap();
-    assert!(info.kms_key_arn.as_deref().unwrap().ends_with(alias.target_key_id.as_deref().unwrap()));
+    assert_eq!(
+        info.encryption_context.get(CONTEXT_KEY),
+        Some(&info.volume_id)
+    );
+    let alias = f
+        .kms
+        .list_aliases(&caller)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.alias_name == DEFAULT_KEY_ALIAS)
+        .unwrap();
+    assert!(info
+        .kms_key_arn
+        .as_deref()
+        .unwrap()
+        .ends_with(alias.target_key_id.as_deref().unwrap()));
     // The file is sparse: only the header area is allocated.
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(&info.path).unwrap();
     assert_eq!(md.len(), DATA_OFFSET + (1 << 20));
-    assert!(md.blocks() * 512 <= 256 * 1024, "data area should be sparse");
+    assert!(
+        md.blocks() * 512 <= 256 * 1024,
+        "data area should be sparse"
+    );
     assert_eq!(md.mode() & 0o077, 0, "volume file must be private");
     // Names are unique; ids and names both find it.
-    assert!(matches!(f.store.create(&f.kms, &caller, "demo", &opts(1 << 20, 4096)), Err(Error::AlreadyExists(..))));
+    assert!(matches!(
+        f.store
+            .create(&f.kms, &caller, "demo", &opts(1 << 20, 4096)),
+        Err(Error::AlreadyExists(..))
+    ));
     assert_eq!(f.store.find(&info.volume_id).unwrap().name, "demo");
     assert!(matches!(f.store.find("nope"), Err(Error::NotFound(..))));
 }
@@ -57,11 +91,26 @@ fn rejects_bad_names_and_sizes() {
     let f = fixture();
     let c = f.kms.root_caller();
     for bad in ["", "vol-123", "a/b", "-x", &"x".repeat(65)] {
-        assert!(matches!(f.store.create(&f.kms, &c, bad, &opts(4096, 4096)), Err(Error::InvalidName(_))), "{bad:?}");
+        assert!(
+            matches!(
+                f.store.create(&f.kms, &c, bad, &opts(4096, 4096)),
+                Err(Error::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
     }
-    assert!(matches!(f.store.create(&f.kms, &c, "a", &opts(4097, 4096)), Err(Error::InvalidSize { .. })));
-    assert!(matches!(f.store.create(&f.kms, &c, "a", &opts(0, 512)), Err(Error::InvalidSize { .. })));
-    assert!(matches!(f.store.create(&f.kms, &c, "a", &opts(4096, 1024)), Err(Error::InvalidSectorSize(1024))));
+    assert!(matches!(
+        f.store.create(&f.kms, &c, "a", &opts(4097, 4096)),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(matches!(
+        f.store.create(&f.kms, &c, "a", &opts(0, 512)),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(matches!(
+        f.store.create(&f.kms, &c, "a", &opts(4096, 1024)),
+        Err(Error::InvalidSectorSize(1024))
+    ));
 }
 
 #[test]
@@ -70,10 +119,19 @@ fn aligned_and_unaligned_io_round_trip_for_both_sector_sizes() {
         let f = fixture();
         let c = f.kms.root_caller();
         let name = format!("v{ss}");
-        f.store.create(&f.kms, &c, &name, &opts(1 << 20, ss)).unwrap();
+        f.store
+            .create(&f.kms, &c, &name, &opts(1 << 20, ss))
+            .unwrap();
         let v = f.store.attach(&f.kms, &c, &name, false).unwrap();
         let mut model = vec![0u8; 1 << 20];
-        let writes: [(u64, usize); 6] = [(0, 8192), (100, 3), (4095, 2), (5000, 10000), (1048576 - 7, 7), (777, 1)];
+        let writes: [(u64, usize); 6] = [
+            (0, 8192),
+            (100, 3),
+            (4095, 2),
+            (5000, 10000),
+            (1048576 - 7, 7),
+            (777, 1),
+        ];
         for (i, &(off, len)) in writes.iter().enumerate() {
             let data = pattern(len, i as u8);
             model[off as usize..off as usize + len].copy_from_slice(&data);
@@ -86,7 +144,10 @@ fn aligned_and_unaligned_io_round_trip_for_both_sector_sizes() {
         let mut part = vec![0u8; 12345];
         v.read_at(333, &mut part).unwrap();
         assert_eq!(part, model[333..333 + 12345]);
-        assert!(matches!(v.read_at((1 << 20) - 1, &mut [0u8; 2]), Err(crate::blockdev::DeviceError::OutOfRange { .. })));
+        assert!(matches!(
+            v.read_at((1 << 20) - 1, &mut [0u8; 2]),
+            Err(crate::blockdev::DeviceError::OutOfRange { .. })
+        ));
     }
 }
 
@@ -97,20 +158,33 @@ fn aligned_and_unaligned_io_round_trip_for_both_sector_sizes() {
 fn data_area_is_dm_crypt_compatible_and_holds_no_plaintext() {
     let f = fixture();
     let c = f.kms.root_caller();
-    let info = f.store.create(&f.kms, &c, "d", &opts(1 << 20, 4096)).unwrap();
+    let info = f
+        .store
+        .create(&f.kms, &c, "d", &opts(1 << 20, 4096))
+        .unwrap();
     let v = f.store.attach(&f.kms, &c, "d", false).unwrap();
     let plain = b"attack at dawn -- ".repeat(3 * 4096 / 18 + 1)[..4096 * 3].to_vec();
     v.write_at(4096 * 5, &mut plain.clone(), true).unwrap();
     drop(v);
 
     let raw = std::fs::read(&info.path).unwrap();
-    assert!(!raw.windows(14).any(|w| w == b"attack at dawn"), "plaintext found in the volume file");
+    assert!(
+        !raw.windows(14).any(|w| w == b"attack at dawn"),
+        "plaintext found in the volume file"
+    );
 
     let h = VolumeStore::read_header_at(&info.path).unwrap();
-    let key = f.kms.decrypt(&c, &h.wrapped_data_key, &h.encryption_context, None).unwrap().plaintext;
+    let key = f
+        .kms
+        .decrypt(&c, &h.wrapped_data_key, &h.encryption_context, None)
+        .unwrap()
+        .plaintext;
     use aes::cipher::KeyInit;
     let (k1, k2) = key.expose().split_at(32);
-    let xts = xts_mode::Xts128::new(aes::Aes256::new_from_slice(k1).unwrap(), aes::Aes256::new_from_slice(k2).unwrap());
+    let xts = xts_mode::Xts128::new(
+        aes::Aes256::new_from_slice(k1).unwrap(),
+        aes::Aes256::new_from_slice(k2).unwrap(),
+    );
     let start = (DATA_OFFSET + 4096 * 5) as usize;
     let mut area = raw[start..start + 4096 * 3].to_vec();
     xts.decrypt_area(&mut area, 4096, 5, xts_mode::get_tweak_default);
@@ -121,7 +195,9 @@ fn data_area_is_dm_crypt_compatible_and_holds_no_plaintext() {
 fn trim_and_write_zeroes_read_back_zeros_and_report_holes() {
     let f = fixture();
     let c = f.kms.root_caller();
-    f.store.create(&f.kms, &c, "z", &opts(1 << 20, 4096)).unwrap();
+    f.store
+        .create(&f.kms, &c, "z", &opts(1 << 20, 4096))
+        .unwrap();
     let v = f.store.attach(&f.kms, &c, "z", false).unwrap();
     v.write_at(0, &mut vec![0xAA; 1 << 20], false).unwrap();
     v.write_zeroes(4096 + 100, 3 * 4096, true, false).unwrap();
@@ -145,7 +221,9 @@ fn trim_and_write_zeroes_read_back_zeros_and_report_holes() {
 fn concurrent_partial_writes_to_one_sector_lose_nothing() {
     let f = fixture();
     let c = f.kms.root_caller();
-    f.store.create(&f.kms, &c, "c", &opts(1 << 20, 4096)).unwrap();
+    f.store
+        .create(&f.kms, &c, "c", &opts(1 << 20, 4096))
+        .unwrap();
     let v = Arc::new(f.store.attach(&f.kms, &c, "c", false).unwrap());
     let threads: Vec<_> = (0..8u8)
         .map(|t| {
@@ -154,7 +232,8 @@ fn concurrent_partial_writes_to_one_sector_lose_nothing() {
                 for round in 0..50u8 {
                     // Each thread owns bytes t*512 .. t*512+512 of sector 3.
                     let mut d = vec![t.wrapping_mul(16).wrapping_add(round) | 1; 512];
-                    v.write_at(3 * 4096 + t as u64 * 512, &mut d, false).unwrap();
+                    v.write_at(3 * 4096 + t as u64 * 512, &mut d, false)
+                        .unwrap();
                 }
             })
         })
@@ -166,7 +245,12 @@ fn concurrent_partial_writes_to_one_sector_lose_nothing() {
     v.read_at(3 * 4096, &mut s).unwrap();
     for t in 0..8u8 {
         let want = t.wrapping_mul(16).wrapping_add(49) | 1;
-        assert!(s[t as usize * 512..(t as usize + 1) * 512].iter().all(|&b| b == want), "thread {t}'s bytes were lost");
+        assert!(
+            s[t as usize * 512..(t as usize + 1) * 512]
+                .iter()
+                .all(|&b| b == want),
+            "thread {t}'s bytes were lost"
+        );
     }
 }
 
@@ -174,12 +258,20 @@ fn concurrent_partial_writes_to_one_sector_lose_nothing() {
 fn second_writable_attach_is_refused_and_read_only_is_enforced() {
     let f = fixture();
     let c = f.kms.root_caller();
-    f.store.create(&f.kms, &c, "b", &opts(1 << 20, 4096)).unwrap();
+    f.store
+        .create(&f.kms, &c, "b", &opts(1 << 20, 4096))
+        .unwrap();
     let v = f.store.attach(&f.kms, &c, "b", false).unwrap();
-    assert!(matches!(f.store.attach(&f.kms, &c, "b", false), Err(Error::Busy(_))));
+    assert!(matches!(
+        f.store.attach(&f.kms, &c, "b", false),
+        Err(Error::Busy(_))
+    ));
     assert!(matches!(f.store.delete("b"), Err(Error::Busy(_))));
     let ro = f.store.attach(&f.kms, &c, "b", true).unwrap();
-    assert!(matches!(ro.write_at(0, &mut [1u8; 4096], false), Err(crate::blockdev::DeviceError::ReadOnly)));
+    assert!(matches!(
+        ro.write_at(0, &mut [1u8; 4096], false),
+        Err(crate::blockdev::DeviceError::ReadOnly)
+    ));
     drop(v);
     drop(ro);
     f.store.delete("b").unwrap();
@@ -190,14 +282,25 @@ fn second_writable_attach_is_refused_and_read_only_is_enforced() {
 fn torn_header_write_falls_back_to_the_other_copy() {
     let f = fixture();
     let c = f.kms.root_caller();
-    let info = f.store.create(&f.kms, &c, "h", &opts(1 << 20, 4096)).unwrap();
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&info.path).unwrap();
+    let info = f
+        .store
+        .create(&f.kms, &c, "h", &opts(1 << 20, 4096))
+        .unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&info.path)
+        .unwrap();
     let cur = file::read_header(&file).unwrap().unwrap();
     // An update that tears half-way through: slot for the next sequence gets garbage.
     let mut next = cur.clone();
     next.name = "renamed".into();
     file::write_header(&file, &cur, &mut next).unwrap();
-    let at = if next.sequence % 2 == 0 { 0 } else { header::SLOT_SIZE as u64 };
+    let at = if next.sequence % 2 == 0 {
+        0
+    } else {
+        header::SLOT_SIZE as u64
+    };
     file.write_all_at(&[0x55; 100], at + 40).unwrap();
     let got = file::read_header(&file).unwrap().unwrap();
     assert_eq!(got, cur, "the intact older copy wins over a torn newer one");
@@ -211,11 +314,19 @@ fn torn_header_write_falls_back_to_the_other_copy() {
 fn tampered_wrapped_key_is_refused_by_the_kms() {
     let f = fixture();
     let c = f.kms.root_caller();
-    let info = f.store.create(&f.kms, &c, "t", &opts(1 << 20, 4096)).unwrap();
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&info.path).unwrap();
+    let info = f
+        .store
+        .create(&f.kms, &c, "t", &opts(1 << 20, 4096))
+        .unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&info.path)
+        .unwrap();
     let cur = file::read_header(&file).unwrap().unwrap();
     let mut bad = cur.clone();
-    bad.encryption_context.insert(CONTEXT_KEY.into(), "vol-00000000000000000".into());
+    bad.encryption_context
+        .insert(CONTEXT_KEY.into(), "vol-00000000000000000".into());
     file::write_header(&file, &cur, &mut bad).unwrap();
     drop(file);
     let err = f.store.attach(&f.kms, &c, "t", false).unwrap_err();
@@ -227,12 +338,21 @@ fn tampered_wrapped_key_is_refused_by_the_kms() {
 fn unencrypted_volume_stores_plaintext() {
     let f = fixture();
     let c = f.kms.root_caller();
-    let o = CreateOptions { size: 1 << 20, sector_size: 4096, kms_key_id: None, encrypted: false };
+    let o = CreateOptions {
+        size: 1 << 20,
+        sector_size: 4096,
+        kms_key_id: None,
+        encrypted: false,
+    };
     let info = f.store.create(&f.kms, &c, "p", &o).unwrap();
     assert!(!info.encrypted && info.kms_key_arn.is_none() && info.wrapped_data_key.is_none());
     let v = f.store.attach(&f.kms, &c, "p", false).unwrap();
-    v.write_at(0, &mut b"plain text here!".repeat(256), true).unwrap();
+    v.write_at(0, &mut b"plain text here!".repeat(256), true)
+        .unwrap();
     drop(v);
     let raw = std::fs::read(&info.path).unwrap();
-    assert_eq!(&raw[DATA_OFFSET as usize..DATA_OFFSET as usize + 16], b"plain text here!");
+    assert_eq!(
+        &raw[DATA_OFFSET as usize..DATA_OFFSET as usize + 16],
+        b"plain text here!"
+    );
 }

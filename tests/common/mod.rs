@@ -21,14 +21,20 @@ pub fn have(tool: &str, package: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !found {
-        eprintln!("SKIPPED: `{tool}` is not installed (Debian package {package}); .ci/run installs it");
+        eprintln!(
+            "SKIPPED: `{tool}` is not installed (Debian package {package}); .ci/run installs it"
+        );
     }
     found
 }
 
 pub fn is_root() -> bool {
     // SAFETY-free check: root's `id -u` prints 0.
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 /// Runs `cryptvol --data-dir DIR ARGS…` to completion.
@@ -78,7 +84,10 @@ impl Server {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--data-dir").arg(&self.data_dir).arg("serve").args(&self.args);
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("serve")
+            .args(&self.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "cryptvol=warn");
         }
@@ -90,19 +99,30 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start cryptvol serve");
-        let exports = self.args.iter().take_while(|a| !a.starts_with("--")).count();
+        let exports = self
+            .args
+            .iter()
+            .take_while(|a| !a.starts_with("--"))
+            .count();
         let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
         let deadline = Instant::now() + Duration::from_secs(60);
         self.uris.clear();
         while self.uris.len() < exports {
-            assert!(Instant::now() < deadline, "cryptvol serve did not announce its exports");
+            assert!(
+                Instant::now() < deadline,
+                "cryptvol serve did not announce its exports"
+            );
             let mut line = String::new();
             if lines.read_line(&mut line).expect("read serve output") == 0 {
                 let status = child.wait().expect("wait");
                 panic!("cryptvol serve exited early ({status})");
             }
             if let Some(rest) = line.strip_prefix("serving ") {
-                let uri = rest.split(" at ").nth(1).and_then(|r| r.split(';').next()).expect("uri in serving line");
+                let uri = rest
+                    .split(" at ")
+                    .nth(1)
+                    .and_then(|r| r.split(';').next())
+                    .expect("uri in serving line");
                 self.uris.push(uri.trim().to_string());
             }
         }
@@ -130,7 +150,9 @@ impl Server {
     /// SIGTERM and wait: the graceful stop.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = c.try_wait().expect("wait") {
@@ -175,7 +197,9 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// Runs a command, panicking with its stderr if it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",

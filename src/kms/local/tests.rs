@@ -526,6 +526,7 @@ fn old_material_versions_keep_decrypting_and_new_blobs_use_the_newest() {
                 version: 2,
                 creation_date: 0,
                 sealed,
+                rotation_type: None,
             });
             Ok(())
         })

@@ -52,7 +52,13 @@ impl BlockDevice for FileDevice {
     fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), DeviceError> {
         self.write_zeroes(offset, len, true, fua)
     }
-    fn write_zeroes(&self, offset: u64, len: u64, _may_trim: bool, fua: bool) -> Result<(), DeviceError> {
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        _may_trim: bool,
+        fua: bool,
+    ) -> Result<(), DeviceError> {
         let zeros = vec![0u8; 1 << 20];
         let mut pos = offset;
         while pos < offset + len {
@@ -66,17 +72,32 @@ impl BlockDevice for FileDevice {
         Ok(())
     }
     fn block_status(&self, _offset: u64, len: u64) -> Result<Vec<Extent>, DeviceError> {
-        Ok(vec![Extent { length: len, hole: false, zero: false }])
+        Ok(vec![Extent {
+            length: len,
+            hole: false,
+            zero: false,
+        }])
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "manual benchmark target; see the module docs"]
 async fn bench_serve_plain_file() {
-    let path = std::env::var("CRYPTVOL_BENCH_FILE").unwrap_or_else(|_| "/tmp/cryptvol-bench.img".into());
-    let port: u16 = std::env::var("CRYPTVOL_BENCH_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(10901);
-    let secs: u64 = std::env::var("CRYPTVOL_BENCH_SECS").ok().and_then(|p| p.parse().ok()).unwrap_or(60);
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open bench file");
+    let path =
+        std::env::var("CRYPTVOL_BENCH_FILE").unwrap_or_else(|_| "/tmp/cryptvol-bench.img".into());
+    let port: u16 = std::env::var("CRYPTVOL_BENCH_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10901);
+    let secs: u64 = std::env::var("CRYPTVOL_BENCH_SECS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(60);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open bench file");
     let size = file.metadata().expect("metadata").len();
     let dev: Arc<dyn BlockDevice> = Arc::new(FileDevice { file, size });
     let cfg = Arc::new(ServerConfig::new(vec![Export::new("bench", dev)]));

@@ -40,12 +40,20 @@ async fn run(tool: &str, args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 async fn run_ok(tool: &str, args: &[&str]) -> String {
     let out = run(tool, args).await;
-    assert!(out.status.success(), "{tool} {args:?} failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed:\n{}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -89,7 +97,8 @@ async fn nbdinfo_reports_size_flags_block_sizes_and_contexts() {
 
     // The default export (empty name) is the first one.
     let def: serde_json::Value =
-        serde_json::from_str(&run_ok("nbdinfo", &["--json", &format!("nbd://{}", srv.addr)]).await).expect("json");
+        serde_json::from_str(&run_ok("nbdinfo", &["--json", &format!("nbd://{}", srv.addr)]).await)
+            .expect("json");
     assert_eq!(def["exports"][0]["export-size"], 64 * MIB);
     srv.stop().await;
 }
@@ -101,7 +110,10 @@ async fn nbdinfo_list_shows_every_export_and_unknown_names_fail_helpfully() {
     }
     let srv = TestServer::start(&[("alpha", MIB, false), ("beta", 2 * MIB, true)], |_| {}).await;
     let list = run_ok("nbdinfo", &["--list", &srv.uri("")]).await;
-    assert!(list.contains("export=\"alpha\"") && list.contains("export=\"beta\""), "{list}");
+    assert!(
+        list.contains("export=\"alpha\"") && list.contains("export=\"beta\""),
+        "{list}"
+    );
     assert!(list.contains("test export beta"), "{list}");
 
     let out = run("nbdinfo", &[&srv.uri("gamma")]).await;
@@ -145,7 +157,10 @@ async fn qemu_io_writes_and_verifies_patterns_including_unaligned() {
     }
     let out = run("qemu-io", &args).await;
     let t = text(&out);
-    assert!(out.status.success() && !t.contains("fail") && !t.contains("error"), "qemu-io:\n{t}");
+    assert!(
+        out.status.success() && !t.contains("fail") && !t.contains("error"),
+        "qemu-io:\n{t}"
+    );
 
     // Check the bytes independently of qemu: straight from the device.
     let dev = &srv.devices[0];
@@ -181,7 +196,10 @@ async fn nbdcopy_round_trip_preserves_data_and_map_shows_holes() {
     assert!(on_dev == data, "device content differs from the source");
 
     run_ok("nbdcopy", &[&uri, back.to_str().expect("utf8")]).await;
-    assert!(std::fs::read(&back).expect("read back") == data, "copy back differs");
+    assert!(
+        std::fs::read(&back).expect("read back") == data,
+        "copy back differs"
+    );
 
     // --map: data, hole+zero for the zero region, data.
     let map = run_ok("nbdinfo", &["--map", &uri]).await;
@@ -189,11 +207,19 @@ async fn nbdcopy_round_trip_preserves_data_and_map_shows_holes() {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].parse().expect("offset"), f[1].parse().expect("length"), f[2].parse().expect("type"))
+            (
+                f[0].parse().expect("offset"),
+                f[1].parse().expect("length"),
+                f[2].parse().expect("type"),
+            )
         })
         .collect();
     let m = MIB as u64;
-    assert_eq!(rows, [(0, 3 * m, 0), (3 * m, 2 * m, 3), (5 * m, 3 * m, 0)], "{map}");
+    assert_eq!(
+        rows,
+        [(0, 3 * m, 0), (3 * m, 2 * m, 3), (5 * m, 3 * m, 0)],
+        "{map}"
+    );
     srv.stop().await;
 }
 
@@ -215,4 +241,53 @@ async fn nbdinfo_over_a_unix_socket() {
     let _ = stop.send(true);
     let r = tokio::time::timeout(Duration::from_secs(10), task).await;
     assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_img_map_sees_holes_and_convert_copies_exactly() {
+    if !have("qemu-img") {
+        return;
+    }
+    let srv = TestServer::start(&[("disk", 8 * MIB, false)], |_| {}).await;
+    let mut data = vec![0u8; MIB];
+    rand::thread_rng().fill_bytes(&mut data);
+    srv.devices[0]
+        .write_at(2 * MIB as u64, &mut data.clone(), false)
+        .expect("write");
+    let uri = srv.uri("disk");
+
+    let map = run_ok("qemu-img", &["map", "--output=json", "-f", "raw", &uri]).await;
+    let v: serde_json::Value = serde_json::from_str(&map).expect("qemu-img map json");
+    let spans: Vec<(u64, u64, bool)> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().expect("number");
+            (n("start"), n("length"), e["data"].as_bool().expect("data"))
+        })
+        .collect();
+    let m = MIB as u64;
+    assert_eq!(
+        spans,
+        [(0, 2 * m, false), (2 * m, m, true), (3 * m, 5 * m, false)],
+        "{map}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.raw");
+    let out_s = out.to_str().expect("utf8");
+    run_ok(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "raw", &uri, out_s],
+    )
+    .await;
+    let copy = std::fs::read(&out).expect("read copy");
+    assert_eq!(copy.len(), 8 * MIB);
+    assert!(copy[2 * MIB..3 * MIB] == data[..], "data region differs");
+    assert!(copy[..2 * MIB]
+        .iter()
+        .chain(&copy[3 * MIB..])
+        .all(|&b| b == 0));
+    srv.stop().await;
 }

@@ -30,9 +30,14 @@ pub(super) struct TestServer {
 
 impl TestServer {
     /// Exports `(name, size, read_only)`; tweak the config with `f`.
-    pub async fn start(exports: &[(&str, usize, bool)], f: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        let devices: Vec<Arc<MemDevice>> =
-            exports.iter().map(|&(_, size, ro)| Arc::new(MemDevice::new(size, ro))).collect();
+    pub async fn start(
+        exports: &[(&str, usize, bool)],
+        f: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
+        let devices: Vec<Arc<MemDevice>> = exports
+            .iter()
+            .map(|&(_, size, ro)| Arc::new(MemDevice::new(size, ro)))
+            .collect();
         let mut cfg = ServerConfig::new(
             exports
                 .iter()
@@ -49,7 +54,12 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(serve_tcp(listener, Arc::new(cfg), rx));
-        TestServer { addr, devices, stop, task }
+        TestServer {
+            addr,
+            devices,
+            stop,
+            task,
+        }
     }
 
     pub fn uri(&self, export: &str) -> String {
@@ -60,7 +70,10 @@ impl TestServer {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let r = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-        assert!(matches!(r, Ok(Ok(Ok(())))), "server did not stop cleanly: {r:?}");
+        assert!(
+            matches!(r, Ok(Ok(Ok(())))),
+            "server did not stop cleanly: {r:?}"
+        );
     }
 }
 
@@ -76,10 +89,17 @@ pub(super) struct Chunk {
 impl Chunk {
     /// (errno, message) of an error chunk.
     pub fn error(&self) -> (u32, String) {
-        assert_eq!(self.kind, proto::REPLY_TYPE_ERROR, "not an error chunk: {self:?}");
+        assert_eq!(
+            self.kind,
+            proto::REPLY_TYPE_ERROR,
+            "not an error chunk: {self:?}"
+        );
         let errno = u32::from_be_bytes(self.payload[..4].try_into().expect("4 bytes"));
         let len = u16::from_be_bytes([self.payload[4], self.payload[5]]) as usize;
-        (errno, String::from_utf8_lossy(&self.payload[6..6 + len]).into_owned())
+        (
+            errno,
+            String::from_utf8_lossy(&self.payload[6..6 + len]).into_owned(),
+        )
     }
 }
 
@@ -90,7 +110,9 @@ pub(super) struct Raw {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
-        Raw { s: TcpStream::connect(addr).await.expect("connect") }
+        Raw {
+            s: TcpStream::connect(addr).await.expect("connect"),
+        }
     }
 
     /// Reads the greeting and sends client flags; returns the handshake flags.
@@ -99,12 +121,18 @@ impl Raw {
         self.s.read_exact(&mut g).await.expect("greeting");
         assert_eq!(&g[..8], b"NBDMAGIC");
         assert_eq!(&g[8..16], b"IHAVEOPT");
-        self.s.write_all(&client_flags.to_be_bytes()).await.expect("client flags");
+        self.s
+            .write_all(&client_flags.to_be_bytes())
+            .await
+            .expect("client flags");
         u16::from_be_bytes([g[16], g[17]])
     }
 
     pub async fn send_option(&mut self, option: u32, data: &[u8]) {
-        let h = OptionHeader { option, length: data.len() as u32 };
+        let h = OptionHeader {
+            option,
+            length: data.len() as u32,
+        };
         self.s.write_all(&h.encode()).await.expect("option header");
         self.s.write_all(data).await.expect("option data");
     }
@@ -112,28 +140,47 @@ impl Raw {
     /// One option reply: (option, reply type, data).
     pub async fn option_reply(&mut self) -> (u32, u32, Vec<u8>) {
         let mut h = [0u8; 20];
-        self.s.read_exact(&mut h).await.expect("option reply header");
-        assert_eq!(u64::from_be_bytes(h[..8].try_into().expect("8")), proto::OPTION_REPLY_MAGIC);
+        self.s
+            .read_exact(&mut h)
+            .await
+            .expect("option reply header");
+        assert_eq!(
+            u64::from_be_bytes(h[..8].try_into().expect("8")),
+            proto::OPTION_REPLY_MAGIC
+        );
         let option = u32::from_be_bytes(h[8..12].try_into().expect("4"));
         let kind = u32::from_be_bytes(h[12..16].try_into().expect("4"));
         let len = u32::from_be_bytes(h[16..20].try_into().expect("4"));
         let mut data = vec![0u8; len as usize];
-        self.s.read_exact(&mut data).await.expect("option reply data");
+        self.s
+            .read_exact(&mut data)
+            .await
+            .expect("option reply data");
         (option, kind, data)
     }
 
     /// Greets, optionally negotiates structured replies and base:allocation,
     /// then NBD_OPT_GO; returns (size, transmission flags).
-    pub async fn open(addr: SocketAddr, name: &str, structured: bool, meta: bool) -> (Raw, u64, u16) {
+    pub async fn open(
+        addr: SocketAddr,
+        name: &str,
+        structured: bool,
+        meta: bool,
+    ) -> (Raw, u64, u16) {
         let mut c = Raw::connect(addr).await;
-        c.greet(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES).await;
+        c.greet(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES)
+            .await;
         if structured {
             c.send_option(opt::OPT_STRUCTURED_REPLY, &[]).await;
             assert_eq!(c.option_reply().await.1, opt::REP_ACK);
         }
         if meta {
             let mut data = Vec::new();
-            MetaContextRequest { name: name.into(), queries: vec!["base:allocation".into()] }.encode(&mut data);
+            MetaContextRequest {
+                name: name.into(),
+                queries: vec!["base:allocation".into()],
+            }
+            .encode(&mut data);
             c.send_option(opt::OPT_SET_META_CONTEXT, &data).await;
             let (_, kind, ctx) = c.option_reply().await;
             assert_eq!(kind, opt::REP_META_CONTEXT);
@@ -141,7 +188,11 @@ impl Raw {
             assert_eq!(c.option_reply().await.1, opt::REP_ACK);
         }
         let mut data = Vec::new();
-        InfoRequest { name: name.into(), requests: vec![opt::INFO_BLOCK_SIZE] }.encode(&mut data);
+        InfoRequest {
+            name: name.into(),
+            requests: vec![opt::INFO_BLOCK_SIZE],
+        }
+        .encode(&mut data);
         c.send_option(opt::OPT_GO, &data).await;
         let (mut size, mut flags) = (None, None);
         loop {
@@ -153,14 +204,31 @@ impl Raw {
                 }
                 opt::REP_INFO => {}
                 opt::REP_ACK => break,
-                other => panic!("NBD_OPT_GO failed with {other:#x}: {}", String::from_utf8_lossy(&d)),
+                other => panic!(
+                    "NBD_OPT_GO failed with {other:#x}: {}",
+                    String::from_utf8_lossy(&d)
+                ),
             }
         }
         (c, size.expect("NBD_INFO_EXPORT"), flags.expect("flags"))
     }
 
-    pub async fn request(&mut self, command: Command, flags: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]) {
-        let h = RequestHeader { flags, command, cookie, offset, length };
+    pub async fn request(
+        &mut self,
+        command: Command,
+        flags: u16,
+        cookie: u64,
+        offset: u64,
+        length: u32,
+        payload: &[u8],
+    ) {
+        let h = RequestHeader {
+            flags,
+            command,
+            cookie,
+            offset,
+            length,
+        };
         let mut b = h.encode().to_vec();
         b.extend_from_slice(payload);
         self.s.write_all(&b).await.expect("request");
@@ -170,17 +238,31 @@ impl Raw {
     pub async fn simple_reply(&mut self) -> (u32, u64) {
         let mut h = [0u8; 16];
         self.s.read_exact(&mut h).await.expect("simple reply");
-        assert_eq!(u32::from_be_bytes(h[..4].try_into().expect("4")), proto::SIMPLE_REPLY_MAGIC, "{h:?}");
-        (u32::from_be_bytes(h[4..8].try_into().expect("4")), u64::from_be_bytes(h[8..].try_into().expect("8")))
+        assert_eq!(
+            u32::from_be_bytes(h[..4].try_into().expect("4")),
+            proto::SIMPLE_REPLY_MAGIC,
+            "{h:?}"
+        );
+        (
+            u32::from_be_bytes(h[4..8].try_into().expect("4")),
+            u64::from_be_bytes(h[8..].try_into().expect("8")),
+        )
     }
 
     pub async fn chunk(&mut self) -> Chunk {
         let mut h = [0u8; 20];
         self.s.read_exact(&mut h).await.expect("chunk header");
-        assert_eq!(u32::from_be_bytes(h[..4].try_into().expect("4")), proto::STRUCTURED_REPLY_MAGIC, "{h:?}");
+        assert_eq!(
+            u32::from_be_bytes(h[..4].try_into().expect("4")),
+            proto::STRUCTURED_REPLY_MAGIC,
+            "{h:?}"
+        );
         let len = u32::from_be_bytes(h[16..20].try_into().expect("4"));
         let mut payload = vec![0u8; len as usize];
-        self.s.read_exact(&mut payload).await.expect("chunk payload");
+        self.s
+            .read_exact(&mut payload)
+            .await
+            .expect("chunk payload");
         Chunk {
             flags: u16::from_be_bytes([h[4], h[5]]),
             kind: u16::from_be_bytes([h[6], h[7]]),
@@ -192,6 +274,9 @@ impl Raw {
     /// True if the server closes the connection within 5 s.
     pub async fn closed_by_server(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b)).await, Ok(Ok(0) | Err(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b)).await,
+            Ok(Ok(0) | Err(_))
+        )
     }
 }
