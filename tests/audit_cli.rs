@@ -2,6 +2,8 @@
 //! `cryptvol kms` calls: the log holds one record per call (failures
 //! included) and no secrets; tampering is caught and the bad record named.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure report
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! follows the AWS KMS developer guide and uses OpenSSL for the local data
 //! encryption, as the guide does.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure report
+
 mod common;
 
 use std::path::Path;

@@ -2,7 +2,10 @@
 //! group, and output in text (default) or JSON (`--output json`).
 
 mod audit;
+mod iam;
 mod kms;
+mod kms_serve;
+mod keys;
 mod serve;
 mod size;
 mod snapshot;
@@ -33,6 +36,15 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Use the KMS at this URL (`cryptvol kms serve`, or any AWS KMS
+    /// endpoint) for volumes and snapshots instead of the embedded one.
+    #[arg(long, global = true, env = "CRYPTVOL_KMS_ENDPOINT", value_name = "URL")]
+    pub kms_endpoint: Option<String>,
+    /// AWS credentials profile for --kms-endpoint (~/.aws/credentials,
+    /// ~/.aws/config) [default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else
+    /// AWS_PROFILE, else "default"].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// More logging (repeat for more); or set RUST_LOG.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -53,15 +65,37 @@ pub enum Command {
     /// Create, list, describe and delete volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Encrypt new volumes and snapshot copies by default (per region).
+    #[command(subcommand, name = "encryption-by-default")]
+    EncryptionByDefault(keys::DefaultsCommand),
     /// Point-in-time, incremental snapshots.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
-    /// AWS KMS commands, as `aws kms <command>` (same names and options).
+    /// AWS KMS commands, as `aws kms <command>` (same names and options),
+    /// and `kms serve` (the KMS as an AWS KMS endpoint).
     #[command(subcommand)]
-    Kms(kms::KmsCommand),
+    Kms(kms_serve::KmsGroup),
+    /// IAM users and access keys (the principals `kms serve` authenticates).
+    #[command(subcommand)]
+    Iam(iam::IamCommand),
     /// The KMS audit log: verify its chain and signatures, list records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+}
+
+/// A key service and the identity to call it as.
+pub struct KmsHandle {
+    pub service: Box<dyn crate::kms::service::KeyService>,
+    pub caller: Caller,
+}
+
+impl std::fmt::Debug for KmsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsHandle")
+            .field("region", &self.service.region())
+            .field("caller", &self.caller)
+            .finish()
+    }
 }
 
 /// What every command needs: where the data lives, the region, the output
@@ -71,12 +105,48 @@ pub struct Context {
     pub data_dir: PathBuf,
     pub region: String,
     pub output: Output,
+    /// `--kms-endpoint`: a remote KMS for volumes and snapshots.
+    pub kms_endpoint: Option<String>,
+    /// `--profile`: the credentials for it.
+    pub profile: Option<String>,
 }
 
 impl Context {
     /// The embedded KMS of this context's region.
     pub fn kms(&self) -> anyhow::Result<LocalKms> {
         Ok(LocalKms::open(&self.data_dir, &self.region)?)
+    }
+
+    /// The key service volume and snapshot commands use, and who they act
+    /// as. Today the embedded KMS acting as the account root (as the AWS CLI
+    /// does with root credentials); a remote KMS endpoint slots in here.
+    pub fn key_service(&self) -> anyhow::Result<KmsHandle> {
+        if let Some(endpoint) = &self.kms_endpoint {
+            // The endpoint decides who is calling from the signature; ask it,
+            // which also checks the credentials before any real work.
+            let creds = crate::kms::remote::AwsCredentials::load(self.profile.as_deref())?;
+            let remote = crate::kms::remote::RemoteKms::new(endpoint, &self.region, creds)?;
+            let caller = Caller {
+                principal_arn: remote.caller_identity()?,
+            };
+            return Ok(KmsHandle {
+                service: Box::new(remote),
+                caller,
+            });
+        }
+        let kms = self.kms()?;
+        let caller = kms.root_caller();
+        Ok(KmsHandle {
+            service: Box::new(kms),
+            caller,
+        })
+    }
+
+    /// The key service of another region (for cross-region copies).
+    pub fn key_service_in(&self, region: &str) -> anyhow::Result<KmsHandle> {
+        let kms = LocalKms::open(&self.data_dir, region)?;
+        let caller = kms.root_caller();
+        Ok(KmsHandle { service: Box::new(kms), caller })
     }
 
     /// The local CLI acts as the account root, as the AWS CLI does with root
@@ -148,12 +218,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir,
         region: cli.region,
         output: cli.output,
+        kms_endpoint: cli.kms_endpoint,
+        profile: cli.profile,
     };
     match cli.command {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Volume(cmd) => volume::run(&ctx, cmd),
         Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
-        Command::Kms(cmd) => kms::run(&ctx, cmd),
+        Command::EncryptionByDefault(cmd) => keys::defaults(&ctx, cmd),
+        Command::Kms(cmd) => kms_serve::run_group(&ctx, cmd),
+        Command::Iam(cmd) => iam::run(&ctx, cmd),
         Command::Audit(cmd) => audit::run(&ctx, cmd),
     }
 }

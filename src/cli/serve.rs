@@ -9,6 +9,7 @@ use clap::Args;
 use super::volume::NewVolumeArgs;
 use super::Context;
 use crate::blockdev::BlockDevice;
+use crate::kms::remote::attach::AttachGrant;
 use crate::kms::service::{Caller, KeyService};
 use crate::nbd::{Export, ServerConfig};
 use crate::volume::{Volume, VolumeStore};
@@ -44,11 +45,13 @@ pub struct ServeArgs {
 struct Attached {
     volume: Arc<Volume>,
     key_label: String,
+    /// The attach grant, when the KMS is remote (see below).
+    grant: Option<AttachGrant>,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
-    let kms = ctx.kms()?;
-    let caller = ctx.caller(&kms);
+    let handle = ctx.key_service()?;
+    let (kms, caller) = (handle.service.as_ref(), &handle.caller);
     let store = ctx.volumes();
     let mut attached = Vec::new();
     for name in &args.volumes {
@@ -57,7 +60,16 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }) {
             anyhow::bail!("volume {name:?} is named twice");
         }
-        attached.push(attach(&kms, &caller, &store, name, &args)?);
+        // Through a remote KMS, attach like EBS: with a Decrypt grant of
+        // our own, retired at detach (kms::remote::attach).
+        let via_grant = ctx.kms_endpoint.is_some();
+        match attach(ctx, kms, caller, &store, name, &args, via_grant) {
+            Ok(a) => attached.push(a),
+            Err(e) => {
+                retire_grants(kms, caller, &attached);
+                return Err(e);
+            }
+        }
     }
     let exports = attached
         .iter()
@@ -131,9 +143,9 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("server task failed: {e}"))??;
         anyhow::Ok(())
     })?;
-    for a in &attached {
-        a.volume.detach()?;
-    }
+    let detached = attached.iter().try_for_each(|a| a.volume.detach());
+    retire_grants(kms, caller, &attached);
+    detached?;
     if let Some(p) = &socket {
         let _ = std::fs::remove_file(p);
     }
@@ -141,17 +153,19 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn attach(
+    ctx: &Context,
     kms: &dyn KeyService,
     caller: &Caller,
     store: &VolumeStore,
     name: &str,
     args: &ServeArgs,
+    via_grant: bool,
 ) -> anyhow::Result<Attached> {
     let mut requested_key = None;
     match store.find(name) {
         Ok(_) => {}
         Err(crate::volume::Error::NotFound(..)) if args.create => {
-            let opts = args.new.options()?;
+            let opts = args.new.options_in(ctx)?;
             requested_key = Some(
                 opts.kms_key_id
                     .clone()
@@ -166,7 +180,29 @@ fn attach(
         }
         Err(e) => return Err(e.into()),
     }
-    let volume = Arc::new(store.attach(kms, caller, name, args.read_only)?);
+    let grant = match store.find(name)? {
+        crate::volume::VolumeInfo {
+            encrypted: true,
+            kms_key_arn: Some(key),
+            volume_id,
+            ..
+        } if via_grant => Some(AttachGrant::create(kms, caller, &key, &volume_id)?),
+        _ => None,
+    };
+    let granted = grant.as_ref().map(|g| g.key_service(kms));
+    let attach_kms: &dyn KeyService = match &granted {
+        Some(g) => g,
+        None => kms,
+    };
+    let volume = match store.attach(attach_kms, caller, name, args.read_only) {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            if let Some(g) = &grant {
+                retire(kms, caller, g);
+            }
+            return Err(e.into());
+        }
+    };
     let h = volume.header();
     let key_label = if h.kms_key_arn.is_empty() {
         String::new()
@@ -175,7 +211,28 @@ fn attach(
             alias_of(kms, caller, &h.kms_key_arn).unwrap_or_else(|| h.kms_key_arn.clone())
         })
     };
-    Ok(Attached { volume, key_label })
+    Ok(Attached {
+        volume,
+        key_label,
+        grant,
+    })
+}
+
+/// Retires the attach grants of `attached` (failures are logged: a grant
+/// left behind allows only Decrypt of that one volume's data key, by this
+/// host, and can be retired later with `aws kms retire-grant`).
+fn retire_grants(kms: &dyn KeyService, caller: &Caller, attached: &[Attached]) {
+    for g in attached.iter().filter_map(|a| a.grant.as_ref()) {
+        retire(kms, caller, g);
+    }
+}
+
+fn retire(kms: &dyn KeyService, caller: &Caller, g: &AttachGrant) {
+    if let Err(e) = g.retire(kms, caller) {
+        tracing::warn!(volume_id = %g.volume_id, grant_id = %g.grant_id, error = %e,
+            "cannot retire the attach grant; retire it with `aws kms retire-grant --key-id {} --grant-id {}`",
+            g.key_arn, g.grant_id);
+    }
 }
 
 /// An alias that points at `key_arn`, to show instead of the bare ARN.

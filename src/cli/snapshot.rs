@@ -27,6 +27,9 @@ pub enum SnapshotCommand {
     Delete { snapshot: String },
     /// Remove unreferenced chunks and interrupted snapshots.
     Gc,
+    /// Copy a snapshot: same key (cheap), a new key (re-encrypt), or into
+    /// another region (re-encrypt with that region's KMS).
+    Copy(super::keys::SnapshotCopyArgs),
 }
 
 pub fn run(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<()> {
@@ -44,8 +47,9 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<()> {
                 match crate::snapshot::control::request_snapshot(&sock, &v.name, &description)? {
                     Some(s) => s,
                     None => {
-                        let kms = ctx.kms()?;
-                        let vol = vols.attach(&kms, &ctx.caller(&kms), &v.volume_id, false)?;
+                        let kms = ctx.key_service()?;
+                        let vol =
+                            vols.attach(kms.service.as_ref(), &kms.caller, &v.volume_id, false)?;
                         let s = crate::snapshot::create::create(&store, &vol, &description);
                         vol.detach()?;
                         s?
@@ -84,6 +88,7 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<()> {
                 )
             })
         }
+        SnapshotCommand::Copy(a) => super::keys::snapshot_copy(ctx, a),
         SnapshotCommand::Gc => {
             let r = store.gc()?;
             ctx.emit(&r, || {

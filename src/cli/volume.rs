@@ -17,6 +17,11 @@ pub enum VolumeCommand {
         /// Volume name or id (vol-…).
         volume: String,
     },
+    /// Copy a detached volume under a new data key (re-encrypting it).
+    Copy(super::keys::VolumeCopyArgs),
+    /// Re-wrap a volume's data key under another KMS key (ReEncrypt); the
+    /// data is untouched.
+    Rewrap(super::keys::RewrapArgs),
     /// Delete a volume and its data.
     Delete {
         /// Volume name or id (vol-…).
@@ -51,6 +56,17 @@ fn parse_sector_size(s: &str) -> Result<u32, String> {
 }
 
 impl NewVolumeArgs {
+    /// [`NewVolumeArgs::options`] with the region's encryption-by-default
+    /// setting applied.
+    pub fn options_in(&self, ctx: &Context) -> anyhow::Result<CreateOptions> {
+        let mut o = self.options()?;
+        let d = crate::volume::defaults::EncryptionDefaults::load(&ctx.data_dir, &ctx.region)?;
+        let (enc, key) = d.apply(&ctx.region, o.encrypted, o.kms_key_id.take())?;
+        o.encrypted = enc;
+        o.kms_key_id = key;
+        Ok(o)
+    }
+
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
         let size = self.size.ok_or_else(|| {
             anyhow::anyhow!("--size is required to create a volume (e.g. --size 1G)")
@@ -81,7 +97,7 @@ pub fn run(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
     match cmd {
         VolumeCommand::Create(a) if a.from_snapshot.is_some() => {
             let snap = a.from_snapshot.as_deref().unwrap_or_default();
-            let kms = ctx.kms()?;
+            let kms = ctx.key_service()?;
             let snaps = crate::snapshot::SnapshotStore::new(&ctx.data_dir, &ctx.region);
             let opts = crate::snapshot::restore::RestoreOptions {
                 size: a.new.size,
@@ -90,8 +106,8 @@ pub fn run(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
             let info = crate::snapshot::restore::restore(
                 &snaps,
                 &store,
-                &kms,
-                &ctx.caller(&kms),
+                kms.service.as_ref(),
+                &kms.caller,
                 snap,
                 &a.name,
                 &opts,
@@ -99,11 +115,13 @@ pub fn run(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
             ctx.emit(&info, || describe_text(&info))
         }
         VolumeCommand::Create(a) => {
-            let opts = a.new.options()?;
-            let kms = ctx.kms()?;
-            let info = store.create(&kms, &ctx.caller(&kms), &a.name, &opts)?;
+            let opts = a.new.options_in(ctx)?;
+            let kms = ctx.key_service()?;
+            let info = store.create(kms.service.as_ref(), &kms.caller, &a.name, &opts)?;
             ctx.emit(&info, || describe_text(&info))
         }
+        VolumeCommand::Copy(a) => super::keys::volume_copy(ctx, a),
+        VolumeCommand::Rewrap(a) => super::keys::volume_rewrap(ctx, a),
         VolumeCommand::List => {
             let list = store.list()?;
             ctx.emit(&serde_json::json!({ "Volumes": list }), || list_text(&list))

@@ -111,7 +111,10 @@ pub enum XtsError {
     SectorSize(u32),
     #[error("buffer of {len} bytes is not a whole number of {sector_size}-byte sectors")]
     Misaligned { len: usize, sector_size: u32 },
-    #[error("XTS engine {0} needs CPU features this machine lacks; use SectorCipher::new to pick one it has")]
+    #[error(
+        "XTS engine {0} is not available on this machine (CPU features or architecture); \
+         SectorCipher::new picks one that is"
+    )]
     EngineUnavailable(XtsEngine),
 }
 
@@ -377,7 +380,7 @@ mod tests {
                     Some(c)
                 }
                 Err(XtsError::EngineUnavailable(_)) => {
-                    eprintln!("SKIPPED engine {e}: this CPU lacks its features");
+                    eprintln!("SKIPPED engine {e}: not available on this machine");
                     None
                 }
                 Err(err) => panic!("engine {e}: {err}"),

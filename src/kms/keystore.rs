@@ -371,12 +371,12 @@ fn check_invariants(state: &StoreState) -> Result<(), String> {
         }
         if (key.key_state == KeyState::PendingDeletion) != key.deletion_date.is_some() {
             return Err(format!(
-                "key {id} is {} but {} a deletion date",
+                "key {id} is {} but {}",
                 key.key_state,
                 if key.deletion_date.is_some() {
-                    "has"
+                    "has a deletion date"
                 } else {
-                    "has no"
+                    "has no deletion date"
                 }
             ));
         }
@@ -569,6 +569,7 @@ mod tests {
                 AliasRecord {
                     target_key_id: "missing".into(),
                     creation_date: 0,
+                    last_updated_date: None,
                 },
             );
             Ok(())

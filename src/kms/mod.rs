@@ -11,15 +11,26 @@
 //! # Map of the module
 //!
 //! ```text
-//! service   KeyService trait + AWS-shaped request/response types  ◀── volume, cli, (HTTP API)
-//! local     LocalKms: the embedded KeyService (resolve → authorize → act)
+//! service   KeyService trait + AWS-shaped types           ◀── volume, snapshot, cli
+//! local     LocalKms: one region's store + audit log; resolve, AWS managed keys, clock
+//!   └─ ops        LocalKms::call(caller, "Operation", AWS JSON) → AWS JSON: ONE table,
+//!                 one handler per operation, each authorize → act → audit
+//!        ├─ keys, tags, aliases, crypto, asymmetric, rotation, import, policy,
+//!        │  grants, multiregion          one file per operation group, tests beside it
+//!        ├─ authorize   key policy (policy_eval) or grant (grant_eval); deny wins
+//!        ├─ states      AWS key-state table: which states allow which operation
+//!        └─ maintenance deletion after the window, material expiry, automatic rotation
 //!   ├─ keystore   keys.json per region: load/verify, locked atomic update, sealing
-//!   │    ├─ model     KeyRecord, MaterialVersion, AliasRecord, AWS enums
+//!   │    ├─ model     KeyRecord, MaterialVersion, GrantRecord, AWS enums
 //!   │    └─ rootkey   root key file (0600, CRYPTVOL_ROOT_KEY_FILE), HKDF subkeys
+//!   ├─ asym       RSA / ECDSA / HMAC primitives (pure)
 //!   ├─ account    12-digit account id of the data dir
 //!   ├─ blob       ciphertext blob format (sans-I/O)
 //!   ├─ context    canonical encryption-context encoding, CLI syntax
 //!   └─ arn        key ids, ARNs, alias names, regions
+//! policy_eval, grant_eval   pure evaluation of key policies and grants
+//! audit     hash-chained, signed per-region audit log
+//! api, remote, iam          the HTTP service, its client, its principals
 //! error     KmsError: one variant per AWS exception
 //! ```
 //!
@@ -28,17 +39,11 @@
 //! ```text
 //! <data_dir>/root.key                         32 random bytes, 0600 (unless CRYPTVOL_ROOT_KEY_FILE)
 //! <data_dir>/account.json                     {"AccountId": "123456789012", …}
-//! <data_dir>/regions/<region>/kms/keys.json   keys, sealed material, aliases; HMAC-authenticated
+//! <data_dir>/regions/<region>/kms/keys.json   keys, sealed material, aliases, grants, policies;
+//!                                             HMAC-authenticated
 //! <data_dir>/regions/<region>/kms/keys.lock   flock target for writers
+//! <data_dir>/regions/<region>/kms/audit.log   the audit log (see audit)
 //! ```
-//!
-//! # What this minimum does not do yet
-//!
-//! Key policies and grants (every principal of the account is allowed),
-//! key states other than Enabled reachable through the API, rotation,
-//! Encrypt/ReEncrypt, asymmetric and HMAC keys, the audit log, and the
-//! remote (HTTP) client. The types above already carry what those need:
-//! versioned material, AWS key states, a caller on every call.
 
 pub mod account;
 pub mod arn;
@@ -49,6 +54,7 @@ pub mod error;
 pub mod keystore;
 pub mod local;
 pub mod model;
+pub mod ops;
 pub mod rootkey;
 pub mod service;
 
@@ -68,6 +74,9 @@ pub(crate) fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+pub mod api;
 pub mod audit;
 pub mod grant_eval;
+pub mod iam;
 pub mod policy_eval;
+pub mod remote;

@@ -371,6 +371,9 @@ pub struct AliasRecord {
     pub target_key_id: String,
     /// Seconds since the Unix epoch.
     pub creation_date: u64,
+    /// When UpdateAlias last repointed it (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_date: Option<u64>,
 }
 
 /// serde helpers: `Vec<u8>` as a base64 string.

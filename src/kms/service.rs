@@ -157,4 +157,50 @@ pub trait KeyService: Send + Sync {
         context: &EncryptionContext,
         key_id: Option<&str>,
     ) -> Result<DecryptResponse, KmsError>;
+
+    /// Any KMS operation in its AWS JSON form (`operation` as in
+    /// `X-Amz-Target: TrentService.<operation>`). The typed methods above
+    /// cover what volumes need; this reaches everything else (ReEncrypt,
+    /// CreateGrant, …) through the same operation table, locally or remotely.
+    fn call_json(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        request: serde_json::Value,
+    ) -> Result<serde_json::Value, KmsError> {
+        let _ = (caller, request);
+        Err(KmsError::UnsupportedOperation(format!(
+            "{operation} is not available from this key service"
+        )))
+    }
+
+    /// ReEncrypt: re-wraps a ciphertext blob under `destination_key_id`
+    /// without the plaintext leaving the KMS. Returns (new blob, key ARN).
+    fn re_encrypt(
+        &self,
+        caller: &Caller,
+        ciphertext_blob: &[u8],
+        source_context: &EncryptionContext,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let resp = self.call_json(
+            caller,
+            "ReEncrypt",
+            serde_json::json!({
+                "CiphertextBlob": b64.encode(ciphertext_blob),
+                "SourceEncryptionContext": source_context,
+                "DestinationKeyId": destination_key_id,
+                "DestinationEncryptionContext": destination_context,
+            }),
+        )?;
+        let blob = resp["CiphertextBlob"]
+            .as_str()
+            .and_then(|s| b64.decode(s).ok())
+            .ok_or_else(|| KmsError::Internal("ReEncrypt response lacks CiphertextBlob".into()))?;
+        let key = resp["KeyId"].as_str().unwrap_or_default().to_string();
+        Ok((blob, key))
+    }
 }

@@ -55,7 +55,7 @@ const REQUEST_UNITS: u32 = 16;
 const BUDGET_UNITS: usize = IN_FLIGHT_BUDGET / UNIT + 2 * REQUEST_UNITS as usize;
 
 /// Why the transmission phase ended abnormally. A clean end (DISC, EOF,
-/// shutdown) is an [`End`], not an error.
+/// shutdown) is not an error.
 #[derive(Debug, thiserror::Error)]
 pub enum TransmissionError {
     #[error("I/O error: {0}")]

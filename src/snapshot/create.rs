@@ -52,6 +52,10 @@ pub fn create(
         start_time: now_rfc3339(),
         size: h.size,
         encrypted: h.cipher != Cipher::None,
+        copy_of: None,
+        kms_key_arn: None,
+        wrapped_data_key: None,
+        encryption_context: None,
     };
     let pending = store.pending_path(&id);
     crate::fsutil::write_atomic(

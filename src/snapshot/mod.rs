@@ -18,6 +18,7 @@
 
 pub mod chunks;
 pub mod control;
+pub mod copy;
 pub mod create;
 pub mod manifest;
 pub mod restore;
@@ -136,6 +137,16 @@ pub(crate) struct PendingMarker {
     pub start_time: String,
     pub size: u64,
     pub encrypted: bool,
+    /// For a re-encrypting copy: the source snapshot, the destination key
+    /// and the new wrapped data key, so an interrupted copy can resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_data_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The snapshots of one region.

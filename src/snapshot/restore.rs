@@ -8,8 +8,6 @@
 //! one (the re-encrypt path the copy commands share).
 
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use base64::Engine as _;
 
@@ -20,7 +18,6 @@ use crate::crypto::xts::SectorCipher;
 use crate::crypto::DataKey;
 use crate::kms::service::{Caller, KeyService};
 use crate::volume::cbt::CHUNK_SIZE;
-use crate::volume::file::is_zero;
 use crate::volume::{KeySource, NewVolume, VolumeInfo, VolumeStore};
 
 /// A snapshot whose manifest has been authenticated, with its data key's
@@ -29,6 +26,8 @@ use crate::volume::{KeySource, NewVolume, VolumeInfo, VolumeStore};
 pub struct Opened {
     pub manifest: Manifest,
     pub cipher: Option<SectorCipher>,
+    /// The manifest MAC key (`None` for unencrypted snapshots).
+    pub mac_key: Option<crate::crypto::SecretBytes>,
 }
 
 /// Loads and authenticates a completed snapshot, unwrapping its data key
@@ -51,10 +50,7 @@ pub fn open(
             id: id.into(),
             source,
         })?;
-        return Ok(Opened {
-            manifest,
-            cipher: None,
-        });
+        return Ok(Opened { manifest, cipher: None, mac_key: None });
     }
     let blob = base64::engine::general_purpose::STANDARD
         .decode(m.wrapped_data_key.as_deref().unwrap_or_default())
@@ -75,35 +71,10 @@ pub fn open(
     })?;
     let cipher = SectorCipher::new(&key, manifest.sector_size)
         .map_err(|e| Error::Invalid(format!("snapshot {id}: {e}")))?;
-    Ok(Opened {
-        manifest,
-        cipher: Some(cipher),
-    })
+    Ok(Opened { manifest, cipher: Some(cipher), mac_key: Some(mac) })
 }
 
-/// Re-encrypts one chunk in place from `old` to `new` (either may be `None`
-/// for plaintext). All-zero sectors stay zero: they are holes, not data.
-pub fn transcode(
-    old: Option<&SectorCipher>,
-    new: Option<&SectorCipher>,
-    first_sector: u64,
-    sector_size: usize,
-    buf: &mut [u8],
-) {
-    for (i, s) in buf.chunks_exact_mut(sector_size).enumerate() {
-        if is_zero(s) {
-            continue;
-        }
-        let n = first_sector + i as u64;
-        if let Some(o) = old {
-            o.decrypt_one(n, s);
-        }
-        if let Some(w) = new {
-            // A sector of whole sectors cannot be misaligned.
-            let _ = w.encrypt_sectors(n, s);
-        }
-    }
-}
+pub use crate::volume::reencrypt::transcode;
 
 /// Options for [`restore`].
 #[derive(Debug, Clone, Default)]
@@ -124,10 +95,7 @@ pub fn restore(
     name: &str,
     opts: &RestoreOptions,
 ) -> Result<VolumeInfo, Error> {
-    let Opened {
-        manifest: m,
-        cipher: old,
-    } = open(store, kms, caller, id)?;
+    let Opened { manifest: m, cipher: old, .. } = open(store, kms, caller, id)?;
     let size = opts.size.unwrap_or(m.size);
     if size < m.size {
         return Err(Error::Invalid(format!(
@@ -164,7 +132,6 @@ pub fn restore(
         KeySource::Unencrypted
     };
     let chunks = store.chunks();
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
     let info = volumes.create_with(
         kms,
         caller,
@@ -174,35 +141,15 @@ pub fn restore(
         key,
         id,
         |nv: &NewVolume<'_>| {
-            let done = AtomicU64::new(0);
-            let next = AtomicUsize::new(0);
-            std::thread::scope(|s| {
-                for _ in 0..workers() {
-                    s.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((c, hash)) = m.chunks.get(i) else {
-                            break;
-                        };
-                        if let Err(e) =
-                            restore_chunk(chunks, nv, old.as_ref(), reencrypt, &m, *c, hash)
-                        {
-                            failure
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .get_or_insert(e);
-                            break;
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-            });
-            match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                Some(e) => Err(crate::volume::Error::Io {
-                    what: format!("restoring from {id}"),
-                    source: std::io::Error::other(e.to_string()),
-                }),
-                None => Ok(()),
-            }
+            crate::volume::reencrypt::parallel(m.chunks.len(), |i| {
+                let (c, hash) = &m.chunks[i];
+                restore_chunk(chunks, nv, old.as_ref(), reencrypt, &m, *c, hash).map_err(|e| {
+                    crate::volume::Error::Io {
+                        what: format!("restoring from {id}"),
+                        source: std::io::Error::other(e.to_string()),
+                    }
+                })
+            })
         },
     );
     Ok(info?)
@@ -242,9 +189,3 @@ fn restore_chunk(
         })
 }
 
-fn workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(4)
-}

@@ -71,6 +71,11 @@ impl Volume {
         &self.header
     }
 
+    /// The sector cipher (`None` for an unencrypted volume).
+    pub fn cipher(&self) -> Option<&SectorCipher> {
+        self.cipher.as_ref()
+    }
+
     /// Whether this attach is read-only (then change tracking is not persisted).
     pub fn is_read_only_attach(&self) -> bool {
         self.read_only

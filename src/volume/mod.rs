@@ -9,8 +9,10 @@
 //!   `{"aws:ebs:id": "<volume id>"}` and only its wrapped form is stored.
 
 pub mod cbt;
+pub mod defaults;
 pub mod file;
 pub mod header;
+pub mod reencrypt;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,10 @@ pub enum Error {
         "invalid size {size}: it must be a positive multiple of the {sector_size}-byte sector size"
     )]
     InvalidSize { size: u64, sector_size: u32 },
+    #[error("encryption by default is enabled in region {0}: unencrypted volumes are refused (`cryptvol encryption-by-default disable` to allow them)")]
+    EncryptionRequired(String),
+    #[error("volume {0} is not encrypted: there is no data key to re-wrap (copy it with --kms-key-id to encrypt it)")]
+    NotEncrypted(String),
     #[error("invalid sector size {0}: use 512 or 4096")]
     InvalidSectorSize(u32),
     #[error("volume {path}: {source}")]
@@ -516,6 +522,57 @@ impl VolumeStore {
         };
         let tracker = cbt::Tracker::open(&self.cbt_path(&h.volume_id), h.size, read_only)?;
         Ok(Volume::new(f, h, cipher, read_only, tracker, mac_key))
+    }
+}
+
+impl VolumeStore {
+    /// `volume copy`: a new volume with the same contents under a new data
+    /// key (from `key`), every written chunk decrypted and re-encrypted.
+    /// The source must be detached (it is locked for the duration).
+    pub fn copy(
+        &self,
+        kms: &dyn KeyService,
+        caller: &Caller,
+        source: &str,
+        name: &str,
+        key: KeySource,
+    ) -> Result<(VolumeInfo, u64), Error> {
+        let src = self.attach(kms, caller, source, false)?;
+        let h = src.header().clone();
+        let mut copied = 0;
+        let info = self.create_with(kms, caller, name, h.size, h.sector_size, key, &h.origin_snapshot, |nv| {
+            copied = reencrypt::copy_into(&src, nv)?;
+            Ok(())
+        })?;
+        src.detach().map_err(|e| Error::Io { what: format!("detaching {source}"), source: std::io::Error::other(e) })?;
+        Ok((info, copied))
+    }
+
+    /// `volume rewrap`: re-wraps the data key under another KMS key with
+    /// ReEncrypt (the plaintext key never leaves the KMS); the data is
+    /// untouched. The header update is crash-safe (two copies).
+    pub fn rewrap(&self, kms: &dyn KeyService, caller: &Caller, name_or_id: &str, key_id: &str) -> Result<VolumeInfo, Error> {
+        let info = self.find(name_or_id)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&info.path)
+            .map_err(Error::io(format!("opening {}", info.path.display())))?;
+        lock_exclusive(&f, &info.name)?;
+        let cur = file::read_header(&f)
+            .map_err(Error::io(format!("reading {}", info.path.display())))?
+            .map_err(|source| Error::BadHeader { path: info.path.clone(), source })?;
+        if cur.cipher == Cipher::None {
+            return Err(Error::NotEncrypted(info.name.clone()));
+        }
+        let (blob, arn) = kms
+            .re_encrypt(caller, &cur.wrapped_data_key, &cur.encryption_context, key_id, &cur.encryption_context)
+            .map_err(|source| Error::Kms { volume: info.name.clone(), action: "re-wrap the data key", source })?;
+        let mut new = cur.clone();
+        new.wrapped_data_key = blob;
+        new.kms_key_arn = if arn.is_empty() { kms.describe_key(caller, key_id).map(|m| m.arn).unwrap_or_default() } else { arn };
+        file::write_header(&f, &cur, &mut new)?;
+        Ok(VolumeInfo::new(&new, info.path))
     }
 }
 

@@ -66,17 +66,25 @@ pub struct Server {
     /// NBD URIs in export order, as the server announced them.
     pub uris: Vec<String>,
     args: Vec<String>,
+    global: Vec<String>,
 }
 
 impl Server {
     /// Starts `cryptvol serve ARGS… --listen 127.0.0.1:0` and waits for one
     /// "serving" line per export.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_with(data_dir, &[], &mut args.to_vec())
+    }
+
+    /// Like [`Server::start`], with global options (e.g. `--region R`)
+    /// before the `serve` subcommand.
+    pub fn start_with(data_dir: &Path, global: &[&str], args: &mut Vec<&str>) -> Server {
         let mut s = Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
             uris: Vec::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            global: global.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -86,6 +94,7 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.global)
             .arg("serve")
             .args(&self.args);
         if std::env::var_os("RUST_LOG").is_none() {

@@ -14,7 +14,6 @@
 
 mod params;
 mod render;
-mod shim;
 mod table;
 
 use clap::{Arg, ArgAction, ArgMatches};
@@ -24,8 +23,6 @@ use super::{Context, Output};
 use crate::kms::local::LocalKms;
 use crate::kms::KmsError;
 use params::Raw;
-#[allow(unused_imports)] // TODO(kms-ops): remove with shim.rs
-use shim::CallShim;
 use table::{CommandSpec, Kind, Param, COMMANDS};
 
 /// A parsed `cryptvol kms …` command: which one, and its raw option values

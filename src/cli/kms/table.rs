@@ -500,7 +500,40 @@ pub fn help(p: &Param) -> String {
         Kind::Struct => " (JSON, or shorthand Name={k=v})",
         Kind::Time => " (epoch seconds or ISO 8601)",
     };
-    format!("{}{what}", field_name(p.flag))
+    match describe(p.flag) {
+        Some(d) => format!("{}: {d}{what}", field_name(p.flag)),
+        None => format!("{}{what}", field_name(p.flag)),
+    }
+}
+
+/// What the common options mean, for `--help`.
+fn describe(flag: &str) -> Option<&'static str> {
+    Some(match flag {
+        "key-id" | "source-key-id" | "destination-key-id" | "target-key-id" => {
+            "key id, key ARN, alias name (alias/NAME) or alias ARN"
+        }
+        "plaintext" => "the data to encrypt, 1-4096 bytes",
+        "ciphertext-blob" => "a blob made by encrypt or generate-data-key",
+        "encryption-context" | "source-encryption-context" | "destination-encryption-context" => {
+            "pairs bound to the ciphertext; decrypt needs the same"
+        }
+        "key-spec" => {
+            "SYMMETRIC_DEFAULT, RSA_2048, ECC_NIST_P256, HMAC_256, … (data keys: AES_256, AES_128)"
+        }
+        "key-usage" => "ENCRYPT_DECRYPT, SIGN_VERIFY or GENERATE_VERIFY_MAC",
+        "number-of-bytes" => "data key or random length, 1-1024",
+        "pending-window-in-days" => "7-30, default 30",
+        "rotation-period-in-days" => "90-2560, default 365",
+        "alias-name" => "alias/NAME (alias/aws/ is reserved)",
+        "policy" => "a key policy document (JSON text, or file://FILE)",
+        "operations" => "grant operations, e.g. Encrypt Decrypt GenerateDataKey",
+        "grantee-principal" | "retiring-principal" => "a principal ARN",
+        "grant-tokens" => "tokens of grants not yet visible everywhere",
+        "origin" => "AWS_KMS (default) or EXTERNAL (import your own material)",
+        "limit" => "at most this many items per page",
+        "marker" => "NextMarker of the previous page",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -515,6 +548,27 @@ mod tests {
             "BypassPolicyLockoutSafetyCheck"
         );
         assert_eq!(field_name("mac"), "Mac");
+    }
+
+    #[test]
+    fn every_kms_operation_has_exactly_one_command() {
+        for op in crate::kms::ops::OPERATIONS {
+            let n = COMMANDS.iter().filter(|c| c.operation == op.name).count();
+            assert_eq!(n, 1, "{}", op.name);
+        }
+        for c in COMMANDS {
+            assert!(
+                crate::kms::ops::operation(c.operation).is_some(),
+                "{}",
+                c.name
+            );
+            assert_eq!(
+                field_name(c.name),
+                c.operation,
+                "{} is the kebab-case operation",
+                c.name
+            );
+        }
     }
 
     #[test]

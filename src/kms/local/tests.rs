@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use super::*;
+use crate::kms::blob::Blob;
 use crate::kms::keystore::KEYS_FILE_NAME;
+use crate::kms::model::{KeyState, MaterialVersion};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -42,7 +44,9 @@ fn err_type<T: std::fmt::Debug>(r: Result<T, KmsError>) -> (&'static str, String
 fn set_state(kms: &LocalKms, key_id: &str, state: KeyState) {
     kms.store
         .update(|s| {
-            s.keys.get_mut(key_id).unwrap().key_state = state;
+            let key = s.keys.get_mut(key_id).unwrap();
+            key.key_state = state;
+            key.deletion_date = (state == KeyState::PendingDeletion).then_some(u64::MAX);
             Ok(())
         })
         .unwrap();
@@ -113,7 +117,7 @@ fn create_key_validates_spec_and_description() {
         key_spec: Some(spec.into()),
     };
     assert_eq!(
-        err_type(kms.create_key(&c, req("RSA_2048"))).0,
+        err_type(kms.create_key(&c, req("SM2"))).0,
         "UnsupportedOperationException"
     );
     let (t, m) = err_type(kms.create_key(&c, req("AES_256")));
@@ -439,6 +443,7 @@ fn alias_limit_per_key() {
                     AliasRecord {
                         target_key_id: id.clone(),
                         creation_date: 0,
+                        last_updated_date: None,
                     },
                 );
             }

@@ -13,7 +13,7 @@ use super::OpCtx;
 use crate::kms::arn;
 use crate::kms::error::KmsError;
 use crate::kms::local::LocalKms;
-use crate::kms::model::{KeyManager, KeyRecord};
+use crate::kms::model::{GrantConstraints, KeyManager, KeyRecord};
 use crate::kms::policy_eval::{self, Decision, Policy, RequestContext};
 use crate::kms::service::EncryptionContext;
 
@@ -24,6 +24,9 @@ pub struct Extra<'a> {
     pub encryption_context: Option<&'a EncryptionContext>,
     /// CreateGrant: the operations of the new grant (`kms:GrantOperations`).
     pub grant_operations: Option<&'a [String]>,
+    /// CreateGrant: the new grant's constraints (a grantee creating a grant
+    /// must pass on constraints at least as strict as its own).
+    pub new_grant_constraints: Option<&'a GrantConstraints>,
     pub grantee_principal: Option<&'a str>,
     pub retiring_principal: Option<&'a str>,
     /// The alias the caller named the key by (`kms:RequestAlias`).
@@ -65,9 +68,7 @@ pub fn key_action(
         grantee_principal: extra.grantee_principal,
         retiring_principal: extra.retiring_principal,
         request_alias: extra.request_alias,
-        grant_is_for_aws_resource: extra
-            .grant_operations
-            .map(|_| ctx.via_service.is_some()),
+        grant_is_for_aws_resource: extra.grant_operations.map(|_| ctx.via_service.is_some()),
         key_spec: Some(key.key_spec.as_str()),
         key_usage: Some(key.key_usage.as_str()),
         key_origin: Some(key.origin.as_str()),
@@ -145,8 +146,15 @@ mod tests {
                 {"Effect": "Deny", "Principal": {"AWS": bob.principal_arn}, "Action": "kms:Encrypt", "Resource": "*"}
             ]
         });
-        f.ok("PutKeyPolicy", json!({"KeyId": id, "Policy": policy.to_string()}));
-        let (t, m) = f.err_as(&bob, "Encrypt", json!({"KeyId": id, "Plaintext": b64(b"x")}));
+        f.ok(
+            "PutKeyPolicy",
+            json!({"KeyId": id, "Policy": policy.to_string()}),
+        );
+        let (t, m) = f.err_as(
+            &bob,
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": b64(b"x")}),
+        );
         assert_eq!(t, "AccessDeniedException");
         assert!(m.contains("explicit deny"), "{m}");
         f.ok_as(&bob, "DescribeKey", json!({"KeyId": id}));

@@ -43,7 +43,9 @@ fn request_error(op: &str, e: &serde_json::Error) -> KmsError {
              Member must not be null ({op} requires {field})"
         ));
     }
-    KmsError::Serialization(format!("the {op} request is not in the AWS KMS JSON shape: {msg}"))
+    KmsError::Serialization(format!(
+        "the {op} request is not in the AWS KMS JSON shape: {msg}"
+    ))
 }
 
 /// Reads the shared parameters into `ctx`: `GrantTokens` (at most 10, each
@@ -56,9 +58,8 @@ pub(crate) fn prepare(kms: &LocalKms, ctx: &mut OpCtx<'_>, req: &Value) -> Resul
         )));
     };
     if let Some(tokens) = map.get("GrantTokens") {
-        let tokens: Vec<String> = serde_json::from_value(tokens.clone()).map_err(|_| {
-            KmsError::Serialization("GrantTokens must be a list of strings".into())
-        })?;
+        let tokens: Vec<String> = serde_json::from_value(tokens.clone())
+            .map_err(|_| KmsError::Serialization("GrantTokens must be a list of strings".into()))?;
         if tokens.len() > MAX_GRANT_TOKENS {
             return Err(KmsError::Validation(format!(
                 "GrantTokens has {} tokens; at most {MAX_GRANT_TOKENS} are allowed",
@@ -100,9 +101,6 @@ pub(crate) mod secret_b64 {
 
 /// serde: a base64 string as bytes.
 pub(crate) use crate::kms::model::b64;
-
-/// serde: an optional base64 string as bytes.
-pub(crate) use crate::kms::model::b64_opt;
 
 /// `Limit` checked against AWS's range for the operation.
 pub(crate) fn limit(v: Option<i64>, max: usize, default: usize) -> Result<usize, KmsError> {
@@ -159,7 +157,8 @@ pub(crate) fn paginate<T>(
     let more = rest.len() > limit;
     rest.truncate(limit);
     let next_marker = if more {
-        rest.last().map(|(k, _)| URL_SAFE_NO_PAD.encode(k.as_bytes()))
+        rest.last()
+            .map(|(k, _)| URL_SAFE_NO_PAD.encode(k.as_bytes()))
     } else {
         None
     };
@@ -217,8 +216,14 @@ mod tests {
     fn bad_markers_and_limits_are_aws_errors() {
         let e = paginate(vec![("a".to_owned(), 1)], 1, Some("!!!")).unwrap_err();
         assert_eq!(e.aws_type(), "InvalidMarkerException");
-        assert_eq!(limit(Some(0), 100, 50).unwrap_err().aws_type(), "ValidationException");
-        assert_eq!(limit(Some(101), 100, 50).unwrap_err().aws_type(), "ValidationException");
+        assert_eq!(
+            limit(Some(0), 100, 50).unwrap_err().aws_type(),
+            "ValidationException"
+        );
+        assert_eq!(
+            limit(Some(101), 100, 50).unwrap_err().aws_type(),
+            "ValidationException"
+        );
         assert_eq!(limit(None, 100, 50).unwrap(), 50);
         assert_eq!(limit(Some(100), 100, 50).unwrap(), 100);
     }

@@ -86,7 +86,8 @@ pub fn fresh_material(spec: KeySpec) -> Result<(SecretBytes, Option<Vec<u8>>), K
     if let Some(len) = asym::hmac_key_len(spec) {
         return Ok((SecretBytes::random(len), None));
     }
-    let internal = |e: asym::AsymError| KmsError::Internal(format!("cannot create a {spec} key: {e}"));
+    let internal =
+        |e: asym::AsymError| KmsError::Internal(format!("cannot create a {spec} key: {e}"));
     let private = asym::generate_private_key(spec).map_err(internal)?;
     let public = asym::public_key_der(spec, &private).map_err(internal)?;
     Ok((private, Some(public)))
@@ -155,7 +156,13 @@ pub fn create_key(
     };
     let usage = match &req.key_usage {
         None => default_usage,
-        Some(u) => parse_enum("KeyUsage", u, KeyUsage::parse, KeyUsage::ALL, KeyUsage::as_str)?,
+        Some(u) => parse_enum(
+            "KeyUsage",
+            u,
+            KeyUsage::parse,
+            KeyUsage::ALL,
+            KeyUsage::as_str,
+        )?,
     };
     if !usages.contains(&usage) {
         let valid: Vec<&str> = usages.iter().map(|u| u.as_str()).collect();
@@ -198,7 +205,14 @@ pub fn create_key(
     let now = ctx.now;
     let key = kms.update(|s| {
         let key_id = kms.new_key_id(s, multi_region);
-        let mut key = KeyRecord::new(key_id.clone(), now, spec, usage, origin, KeyManager::Customer);
+        let mut key = KeyRecord::new(
+            key_id.clone(),
+            now,
+            spec,
+            usage,
+            origin,
+            KeyManager::Customer,
+        );
         key.description = description.clone();
         key.policy = req.policy.clone();
         key.tags = tags.clone();
@@ -232,7 +246,10 @@ pub fn describe_key(
 ) -> Result<KeyMetadataResponse, KmsError> {
     let (state, id) = kms.resolve(&req.key_id)?;
     let key = key_in(&state, &id)?;
-    let alias = req.key_id.starts_with("alias/").then_some(req.key_id.as_str());
+    let alias = req
+        .key_id
+        .starts_with("alias/")
+        .then_some(req.key_id.as_str());
     let extra = Extra {
         request_alias: alias,
         ..Extra::default()
@@ -313,14 +330,22 @@ pub fn modify_key<T>(
     })
 }
 
-pub fn enable_key(kms: &LocalKms, ctx: &mut OpCtx<'_>, req: KeyIdRequest) -> Result<Empty, KmsError> {
+pub fn enable_key(
+    kms: &LocalKms,
+    ctx: &mut OpCtx<'_>,
+    req: KeyIdRequest,
+) -> Result<Empty, KmsError> {
     modify_key(kms, ctx, &req.key_id, "kms:EnableKey", |key, _| {
         key.key_state = KeyState::Enabled;
         Ok(Empty {})
     })
 }
 
-pub fn disable_key(kms: &LocalKms, ctx: &mut OpCtx<'_>, req: KeyIdRequest) -> Result<Empty, KmsError> {
+pub fn disable_key(
+    kms: &LocalKms,
+    ctx: &mut OpCtx<'_>,
+    req: KeyIdRequest,
+) -> Result<Empty, KmsError> {
     modify_key(kms, ctx, &req.key_id, "kms:DisableKey", |key, _| {
         key.key_state = KeyState::Disabled;
         Ok(Empty {})
@@ -348,7 +373,9 @@ pub fn schedule_key_deletion(
     ctx: &mut OpCtx<'_>,
     req: ScheduleKeyDeletionRequest,
 ) -> Result<ScheduleKeyDeletionResponse, KmsError> {
-    let days = req.pending_window_in_days.unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
+    let days = req
+        .pending_window_in_days
+        .unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
     if !PENDING_WINDOW_DAYS.contains(&days) {
         return Err(KmsError::Validation(format!(
             "PendingWindowInDays is {days}; it must be between {} and {} (default {})",
@@ -369,11 +396,17 @@ pub fn schedule_key_deletion(
         }
     }
     let deletion_date = ctx.now + days as u64 * DAY;
-    modify_key(kms, ctx, &req.key_id, "kms:ScheduleKeyDeletion", |key, _| {
-        key.key_state = KeyState::PendingDeletion;
-        key.deletion_date = Some(deletion_date);
-        Ok(())
-    })?;
+    modify_key(
+        kms,
+        ctx,
+        &req.key_id,
+        "kms:ScheduleKeyDeletion",
+        |key, _| {
+            key.key_state = KeyState::PendingDeletion;
+            key.deletion_date = Some(deletion_date);
+            Ok(())
+        },
+    )?;
     Ok(ScheduleKeyDeletionResponse {
         key_id: kms.arn_of_id(&id),
         deletion_date,
@@ -425,10 +458,16 @@ pub fn update_key_description(
             "Description is {len} characters; at most {MAX_DESCRIPTION_LEN} are allowed"
         )));
     }
-    modify_key(kms, ctx, &req.key_id, "kms:UpdateKeyDescription", |key, _| {
-        key.description = req.description.clone();
-        Ok(Empty {})
-    })
+    modify_key(
+        kms,
+        ctx,
+        &req.key_id,
+        "kms:UpdateKeyDescription",
+        |key, _| {
+            key.description = req.description.clone();
+            Ok(Empty {})
+        },
+    )
 }
 
 #[cfg(test)]

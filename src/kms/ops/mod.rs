@@ -90,49 +90,139 @@ macro_rules! op {
 
 /// Every operation this KMS serves, in AWS API reference order.
 pub static OPERATIONS: &[Operation] = &[
-    op!("CancelKeyDeletion", PendingDeletion, true, keys::cancel_key_deletion),
-    op!("CreateAlias", NotPendingDeletion, true, aliases::create_alias),
+    op!(
+        "CancelKeyDeletion",
+        PendingDeletion,
+        true,
+        keys::cancel_key_deletion
+    ),
+    op!(
+        "CreateAlias",
+        NotPendingDeletion,
+        true,
+        aliases::create_alias
+    ),
     op!("CreateGrant", Usable, false, grants::create_grant),
     op!("CreateKey", NoKey, false, keys::create_key),
     op!("Decrypt", Usable, false, crypto::decrypt),
     op!("DeleteAlias", Any, true, aliases::delete_alias),
-    op!("DeleteImportedKeyMaterial", NotPendingDeletion, true, import::delete_imported_key_material),
+    op!(
+        "DeleteImportedKeyMaterial",
+        NotPendingDeletion,
+        true,
+        import::delete_imported_key_material
+    ),
     op!("DescribeKey", Any, false, keys::describe_key),
     op!("DisableKey", EnabledOrDisabled, true, keys::disable_key),
-    op!("DisableKeyRotation", Usable, true, rotation::disable_key_rotation),
+    op!(
+        "DisableKeyRotation",
+        Usable,
+        true,
+        rotation::disable_key_rotation
+    ),
     op!("EnableKey", EnabledOrDisabled, true, keys::enable_key),
-    op!("EnableKeyRotation", Usable, true, rotation::enable_key_rotation),
+    op!(
+        "EnableKeyRotation",
+        Usable,
+        true,
+        rotation::enable_key_rotation
+    ),
     op!("Encrypt", Usable, false, crypto::encrypt),
     op!("GenerateDataKey", Usable, false, crypto::generate_data_key),
-    op!("GenerateDataKeyPair", Usable, false, asymmetric::generate_data_key_pair),
-    op!("GenerateDataKeyPairWithoutPlaintext", Usable, false, asymmetric::generate_data_key_pair_without_plaintext),
-    op!("GenerateDataKeyWithoutPlaintext", Usable, false, crypto::generate_data_key_without_plaintext),
+    op!(
+        "GenerateDataKeyPair",
+        Usable,
+        false,
+        asymmetric::generate_data_key_pair
+    ),
+    op!(
+        "GenerateDataKeyPairWithoutPlaintext",
+        Usable,
+        false,
+        asymmetric::generate_data_key_pair_without_plaintext
+    ),
+    op!(
+        "GenerateDataKeyWithoutPlaintext",
+        Usable,
+        false,
+        crypto::generate_data_key_without_plaintext
+    ),
     op!("GenerateMac", Usable, false, asymmetric::generate_mac),
     op!("GenerateRandom", NoKey, false, crypto::generate_random),
     op!("GetKeyPolicy", Any, false, policy::get_key_policy),
-    op!("GetKeyRotationStatus", Any, false, rotation::get_key_rotation_status),
-    op!("GetParametersForImport", NotPendingDeletion, true, import::get_parameters_for_import),
+    op!(
+        "GetKeyRotationStatus",
+        Any,
+        false,
+        rotation::get_key_rotation_status
+    ),
+    op!(
+        "GetParametersForImport",
+        NotPendingDeletion,
+        true,
+        import::get_parameters_for_import
+    ),
     op!("GetPublicKey", Usable, false, asymmetric::get_public_key),
-    op!("ImportKeyMaterial", NotPendingDeletion, true, import::import_key_material),
+    op!(
+        "ImportKeyMaterial",
+        NotPendingDeletion,
+        true,
+        import::import_key_material
+    ),
     op!("ListAliases", Any, false, aliases::list_aliases),
     op!("ListGrants", Any, false, grants::list_grants),
     op!("ListKeyPolicies", Any, false, policy::list_key_policies),
     op!("ListKeyRotations", Any, false, rotation::list_key_rotations),
     op!("ListKeys", NoKey, false, keys::list_keys),
     op!("ListResourceTags", Any, false, tags::list_resource_tags),
-    op!("ListRetirableGrants", NoKey, false, grants::list_retirable_grants),
+    op!(
+        "ListRetirableGrants",
+        NoKey,
+        false,
+        grants::list_retirable_grants
+    ),
     op!("PutKeyPolicy", Any, true, policy::put_key_policy),
     op!("ReEncrypt", Usable, false, crypto::re_encrypt),
-    op!("ReplicateKey", NotPendingDeletion, true, multiregion::replicate_key),
+    op!(
+        "ReplicateKey",
+        NotPendingDeletion,
+        true,
+        multiregion::replicate_key
+    ),
     op!("RetireGrant", Any, false, grants::retire_grant),
     op!("RevokeGrant", Any, false, grants::revoke_grant),
-    op!("RotateKeyOnDemand", Usable, true, rotation::rotate_key_on_demand),
-    op!("ScheduleKeyDeletion", NotPendingDeletion, true, keys::schedule_key_deletion),
+    op!(
+        "RotateKeyOnDemand",
+        Usable,
+        true,
+        rotation::rotate_key_on_demand
+    ),
+    op!(
+        "ScheduleKeyDeletion",
+        NotPendingDeletion,
+        true,
+        keys::schedule_key_deletion
+    ),
     op!("Sign", Usable, false, asymmetric::sign),
     op!("TagResource", NotPendingDeletion, true, tags::tag_resource),
-    op!("UntagResource", NotPendingDeletion, true, tags::untag_resource),
-    op!("UpdateAlias", NotPendingDeletion, true, aliases::update_alias),
-    op!("UpdateKeyDescription", NotPendingDeletion, true, keys::update_key_description),
+    op!(
+        "UntagResource",
+        NotPendingDeletion,
+        true,
+        tags::untag_resource
+    ),
+    op!(
+        "UpdateAlias",
+        NotPendingDeletion,
+        true,
+        aliases::update_alias
+    ),
+    op!(
+        "UpdateKeyDescription",
+        NotPendingDeletion,
+        true,
+        keys::update_key_description
+    ),
     op!("Verify", Usable, false, asymmetric::verify),
     op!("VerifyMac", Usable, false, asymmetric::verify_mac),
 ];
@@ -197,18 +287,35 @@ impl LocalKms {
         operation: &str,
         request: Value,
     ) -> Result<Value, KmsError> {
+        self.call_via(caller, operation, request, None)
+    }
+
+    /// [`LocalKms::call`] made by a service on the caller's behalf
+    /// (`kms:ViaService`), as the volume layer calls when acting as EBS.
+    pub fn call_via(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        request: Value,
+        via_service: Option<String>,
+    ) -> Result<Value, KmsError> {
         let Some(op) = self::operation(operation) else {
             return Err(KmsError::UnknownOperation(format!(
                 "'{operation}' is not an AWS KMS operation this KMS serves; the operations are: {}",
-                OPERATIONS.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+                OPERATIONS
+                    .iter()
+                    .map(|o| o.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         let request = match request {
             Value::Null => Value::Object(Default::default()),
             other => other,
         };
-        let audit_request = request.clone();
-        self.run(caller, op, None, &audit_request, |ctx| {
+        // Secrets are dropped from the audit copy now, not after the call.
+        let entry = AuditEntry::api_call(caller, op.name, &request);
+        self.run_audited(caller, op, None, entry, |ctx| {
             json::prepare(self, ctx, &request)?;
             (op.handler)(self, ctx, request)
         })
@@ -225,6 +332,18 @@ impl LocalKms {
         request: &Value,
         f: impl FnOnce(&mut OpCtx<'_>) -> Result<T, KmsError>,
     ) -> Result<T, KmsError> {
+        let entry = AuditEntry::api_call(caller, op.name, request);
+        self.run_audited(caller, op, via_service, entry, f)
+    }
+
+    fn run_audited<T>(
+        &self,
+        caller: &Caller,
+        op: &'static Operation,
+        via_service: Option<String>,
+        mut entry: AuditEntry,
+        f: impl FnOnce(&mut OpCtx<'_>) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
         let mut ctx = OpCtx {
             caller,
             op,
@@ -236,7 +355,6 @@ impl LocalKms {
             encryption_context: None,
         };
         let result = self.maintain().and_then(|()| f(&mut ctx));
-        let mut entry = AuditEntry::api_call(caller, op.name, request);
         if let Some(arn) = ctx.key_arn.take() {
             entry = entry.with_key_arn(arn);
         }
@@ -268,8 +386,14 @@ mod tests {
         sorted.dedup();
         assert_eq!(names, sorted);
         for want in [
-            "CreateKey", "Encrypt", "ReEncrypt", "ReplicateKey", "ImportKeyMaterial",
-            "RotateKeyOnDemand", "ListRetirableGrants", "VerifyMac",
+            "CreateKey",
+            "Encrypt",
+            "ReEncrypt",
+            "ReplicateKey",
+            "ImportKeyMaterial",
+            "RotateKeyOnDemand",
+            "ListRetirableGrants",
+            "VerifyMac",
         ] {
             assert!(operation(want).is_some(), "{want}");
         }
@@ -283,7 +407,10 @@ mod tests {
         let e = f.kms.call(&f.root, "DescribeKey", json!({})).unwrap_err();
         assert_eq!(e.aws_type(), "ValidationException");
         assert!(e.to_string().contains("KeyId"), "{e}");
-        let e = f.kms.call(&f.root, "DescribeKey", json!({"KeyId": 5})).unwrap_err();
+        let e = f
+            .kms
+            .call(&f.root, "DescribeKey", json!({"KeyId": 5}))
+            .unwrap_err();
         assert_eq!(e.aws_type(), "SerializationException");
         let e = f.kms.call(&f.root, "DescribeKey", json!([1])).unwrap_err();
         assert_eq!(e.aws_type(), "SerializationException");
@@ -300,23 +427,36 @@ mod tests {
             .iter()
             .map(|r| (r.event_name.as_str(), r.outcome.as_str()))
             .collect();
-        assert!(names.contains(&("CreateKey", "Success")), "{names:?}");
-        assert!(names.contains(&("Encrypt", "Success")), "{names:?}");
-        assert!(names.contains(&("DisableKey", "NotFoundException")), "{names:?}");
+        let ok = crate::kms::audit::OUTCOME_SUCCESS;
+        assert!(names.contains(&("CreateKey", ok)), "{names:?}");
+        assert!(names.contains(&("Encrypt", ok)), "{names:?}");
+        assert!(
+            names.contains(&("DisableKey", "NotFoundException")),
+            "{names:?}"
+        );
         let enc = records.iter().find(|r| r.event_name == "Encrypt").unwrap();
         assert!(enc.key_arn.as_deref().unwrap().ends_with(&id));
         let text = serde_json::to_string(&records).unwrap();
-        assert!(!text.contains(&b64(b"x")), "plaintext must not reach the audit log");
+        assert!(
+            !text.contains(&b64(b"x")),
+            "plaintext must not reach the audit log"
+        );
     }
 
     #[test]
     fn dry_run_stops_after_the_checks() {
         let f = Fixture::new();
         let id = f.symmetric_key();
-        let (t, _) = f.err("Encrypt", json!({"KeyId": id, "Plaintext": b64(b"x"), "DryRun": true}));
+        let (t, _) = f.err(
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": b64(b"x"), "DryRun": true}),
+        );
         assert_eq!(t, "DryRunOperationException");
         f.ok("DisableKey", json!({"KeyId": id}));
-        let (t, _) = f.err("Encrypt", json!({"KeyId": id, "Plaintext": b64(b"x"), "DryRun": true}));
+        let (t, _) = f.err(
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": b64(b"x"), "DryRun": true}),
+        );
         assert_eq!(t, "DisabledException");
     }
 }

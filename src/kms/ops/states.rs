@@ -112,7 +112,11 @@ mod tests {
     }
 
     fn outcome(op: &str, state: KeyState) -> &'static str {
-        match check(operation(op).unwrap(), &key(state, KeyManager::Customer), "r") {
+        match check(
+            operation(op).unwrap(),
+            &key(state, KeyManager::Customer),
+            "r",
+        ) {
             Ok(()) => "ok",
             Err(e) => e.aws_type(),
         }
@@ -151,19 +155,32 @@ mod tests {
     #[test]
     fn aws_managed_keys_refuse_management_but_not_use() {
         let aws = key(KeyState::Enabled, KeyManager::Aws);
-        for op in ["DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy", "RotateKeyOnDemand"] {
+        for op in [
+            "DisableKey",
+            "ScheduleKeyDeletion",
+            "PutKeyPolicy",
+            "RotateKeyOnDemand",
+        ] {
             let e = check(operation(op).unwrap(), &aws, "r").unwrap_err();
             assert_eq!(e.aws_type(), "AccessDeniedException", "{op}");
             assert!(e.to_string().contains("AWS managed"), "{e}");
         }
-        for op in ["Encrypt", "DescribeKey", "GetKeyPolicy", "GetKeyRotationStatus"] {
+        for op in [
+            "Encrypt",
+            "DescribeKey",
+            "GetKeyPolicy",
+            "GetKeyRotationStatus",
+        ] {
             assert!(check(operation(op).unwrap(), &aws, "r").is_ok(), "{op}");
         }
     }
 
     #[test]
     fn unavailable_keys_are_key_unavailable() {
-        assert_eq!(outcome("Encrypt", KeyState::Unavailable), "KeyUnavailableException");
+        assert_eq!(
+            outcome("Encrypt", KeyState::Unavailable),
+            "KeyUnavailableException"
+        );
         assert_eq!(outcome("DescribeKey", KeyState::Unavailable), "ok");
     }
 }

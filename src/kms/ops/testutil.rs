@@ -50,7 +50,10 @@ impl Fixture {
 
     /// A user of this KMS's account.
     pub fn user(&self, name: &str) -> Caller {
-        self.caller(&format!("arn:aws:iam::{}:user/{name}", self.kms.account_id()))
+        self.caller(&format!(
+            "arn:aws:iam::{}:user/{name}",
+            self.kms.account_id()
+        ))
     }
 
     pub fn ok(&self, op: &str, req: Value) -> Value {
@@ -91,7 +94,10 @@ impl Fixture {
     }
 
     pub fn state(&self, key_id: &str) -> String {
-        self.describe(key_id)["KeyState"].as_str().unwrap().to_owned()
+        self.describe(key_id)["KeyState"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Moves this KMS's clock `secs` seconds forward.
