@@ -26,6 +26,8 @@
 //! the unwrapped data key in memory for as long as the volume is attached.
 
 #![deny(unsafe_code)]
+// Tests may unwrap: a panic there is a failed test, which is the point.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod blockdev;
 pub mod cli;

@@ -1,5 +1,7 @@
 //! The volume commands as a user meets them: output, JSON fields, errors.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Real NBD clients nobody here wrote (libnbd's nbdinfo/nbdcopy, qemu-img,
 //! qemu-io, fio) against the real `cryptvol serve`.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! Durability: what a client flushed (or wrote with FUA) survives `kill -9`
 //! of the server.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod common;
 
 use std::process::Command;

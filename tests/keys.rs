@@ -2,6 +2,8 @@
 //! copy, rewrap, unencrypted -> encrypted, encryption by default, and resume
 //! after kill -9. Contents are checked through NBD with nbdcopy.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod common;
 
 use std::path::Path;
@@ -14,8 +16,23 @@ fn json(s: &str) -> serde_json::Value {
 }
 
 fn create_key(data: &Path, region: &str) -> String {
-    let out = cryptvol_ok(data, &["--region", region, "--output", "json", "kms", "create-key", "--description", "test"]);
-    json(&out)["KeyMetadata"]["Arn"].as_str().unwrap().to_string()
+    let out = cryptvol_ok(
+        data,
+        &[
+            "--region",
+            region,
+            "--output",
+            "json",
+            "kms",
+            "create-key",
+            "--description",
+            "test",
+        ],
+    );
+    json(&out)["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn fill(data: &Path, vol: &str, size: &str, seed: u64, work: &Path) -> Vec<u8> {
@@ -49,17 +66,45 @@ fn snapshot_copy_with_new_key_is_independent_of_the_source_key() {
     let data = work.path().join("data");
     let key_a = create_key(&data, "us-east-1");
     let key_b = create_key(&data, "us-east-1");
-    cryptvol_ok(&data, &["volume", "create", "a", "--size", "32M", "--kms-key-id", &key_a]);
+    cryptvol_ok(
+        &data,
+        &[
+            "volume",
+            "create",
+            "a",
+            "--size",
+            "32M",
+            "--kms-key-id",
+            &key_a,
+        ],
+    );
     let bytes = fill(&data, "a", "32M", 11, work.path());
-    let snap = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "create", "a"]));
+    let snap = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "create", "a"],
+    ));
     let sid = snap["snapshot_id"].as_str().unwrap();
 
-    let copy = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "copy", sid, "--kms-key-id", &key_b]));
+    let copy = json(&cryptvol_ok(
+        &data,
+        &[
+            "--output",
+            "json",
+            "snapshot",
+            "copy",
+            sid,
+            "--kms-key-id",
+            &key_b,
+        ],
+    ));
     assert_eq!(copy["kms_key_arn"], key_b.as_str());
     let cid = copy["snapshot_id"].as_str().unwrap();
 
     // Same key, same region: a cheap copy sharing chunks.
-    let cheap = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "copy", sid]));
+    let cheap = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "copy", sid],
+    ));
     assert_eq!(cheap["bytes_added"], 0);
     assert_eq!(cheap["kms_key_arn"], key_a.as_str());
 
@@ -68,9 +113,15 @@ fn snapshot_copy_with_new_key_is_independent_of_the_source_key() {
     let out = cryptvol(&data, &["volume", "create", "ra", "--from-snapshot", sid]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("disabled"), "{err}");
-    assert!(err.contains(key_a.rsplit('/').next().unwrap()), "error should name the key: {err}");
+    assert!(
+        err.contains(key_a.rsplit('/').next().unwrap()),
+        "error should name the key: {err}"
+    );
     cryptvol_ok(&data, &["volume", "create", "rb", "--from-snapshot", cid]);
-    assert!(contents(&data, "us-east-1", "rb", work.path()) == bytes, "re-encrypted copy differs");
+    assert!(
+        contents(&data, "us-east-1", "rb", work.path()) == bytes,
+        "re-encrypted copy differs"
+    );
 }
 
 #[test]
@@ -81,7 +132,10 @@ fn cross_region_copy_reencrypts_with_the_destination_kms_and_refuses_foreign_key
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let bytes = fill(&data, "src", "16M", 12, work.path());
-    let sid = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "create", "src"]))["snapshot_id"]
+    let sid = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "create", "src"],
+    ))["snapshot_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -89,22 +143,77 @@ fn cross_region_copy_reencrypts_with_the_destination_kms_and_refuses_foreign_key
     let west_key = create_key(&data, "us-west-2");
 
     // A key of the source region is refused for a copy into us-west-2.
-    let out = cryptvol(&data, &["--region", "us-west-2", "snapshot", "copy", &sid, "--source-region", "us-east-1", "--kms-key-id", &east_key]);
+    let out = cryptvol(
+        &data,
+        &[
+            "--region",
+            "us-west-2",
+            "snapshot",
+            "copy",
+            &sid,
+            "--source-region",
+            "us-east-1",
+            "--kms-key-id",
+            &east_key,
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("us-east-1") && err.contains("us-west-2"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("us-east-1") && err.contains("us-west-2"),
+        "{err}"
+    );
 
     let copy = json(&cryptvol_ok(
         &data,
-        &["--region", "us-west-2", "--output", "json", "snapshot", "copy", &sid, "--source-region", "us-east-1", "--kms-key-id", &west_key],
+        &[
+            "--region",
+            "us-west-2",
+            "--output",
+            "json",
+            "snapshot",
+            "copy",
+            &sid,
+            "--source-region",
+            "us-east-1",
+            "--kms-key-id",
+            &west_key,
+        ],
     ));
     assert_eq!(copy["region"], "us-west-2");
     assert_eq!(copy["kms_key_arn"], west_key.as_str());
     let cid = copy["snapshot_id"].as_str().unwrap();
-    cryptvol_ok(&data, &["--region", "us-west-2", "volume", "create", "dst", "--from-snapshot", cid]);
+    cryptvol_ok(
+        &data,
+        &[
+            "--region",
+            "us-west-2",
+            "volume",
+            "create",
+            "dst",
+            "--from-snapshot",
+            cid,
+        ],
+    );
     assert!(contents(&data, "us-west-2", "dst", work.path()) == bytes);
     // Without a key, the destination's default key is used.
-    let dflt = json(&cryptvol_ok(&data, &["--region", "eu-west-1", "--output", "json", "snapshot", "copy", &sid, "--source-region", "us-east-1"]));
-    assert!(dflt["kms_key_arn"].as_str().unwrap().contains(":eu-west-1:"));
+    let dflt = json(&cryptvol_ok(
+        &data,
+        &[
+            "--region",
+            "eu-west-1",
+            "--output",
+            "json",
+            "snapshot",
+            "copy",
+            &sid,
+            "--source-region",
+            "us-east-1",
+        ],
+    ));
+    assert!(dflt["kms_key_arn"]
+        .as_str()
+        .unwrap()
+        .contains(":eu-west-1:"));
 }
 
 #[test]
@@ -116,40 +225,114 @@ fn volume_copy_rewrap_unencrypted_to_encrypted_and_encryption_by_default() {
     let data = work.path().join("data");
     let key_b = create_key(&data, "us-east-1");
     let bytes = fill(&data, "v", "16M", 13, work.path());
-    let before = json(&cryptvol_ok(&data, &["--output", "json", "volume", "describe", "v"]));
+    let before = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "volume", "describe", "v"],
+    ));
 
     // volume copy: a new data key, same contents.
-    let c = json(&cryptvol_ok(&data, &["--output", "json", "volume", "copy", "v", "v2", "--kms-key-id", &key_b]));
+    let c = json(&cryptvol_ok(
+        &data,
+        &[
+            "--output",
+            "json",
+            "volume",
+            "copy",
+            "v",
+            "v2",
+            "--kms-key-id",
+            &key_b,
+        ],
+    ));
     assert_eq!(c["kms_key_arn"], key_b.as_str());
     assert_ne!(c["wrapped_data_key"], before["wrapped_data_key"]);
     assert!(contents(&data, "us-east-1", "v2", work.path()) == bytes);
 
     // rewrap: only the wrapping changes; the data reads the same.
-    let r = json(&cryptvol_ok(&data, &["--output", "json", "volume", "rewrap", "v", "--kms-key-id", &key_b]));
+    let r = json(&cryptvol_ok(
+        &data,
+        &[
+            "--output",
+            "json",
+            "volume",
+            "rewrap",
+            "v",
+            "--kms-key-id",
+            &key_b,
+        ],
+    ));
     assert_eq!(r["kms_key_arn"], key_b.as_str());
     assert_eq!(r["volume_id"], before["volume_id"]);
     assert!(contents(&data, "us-east-1", "v", work.path()) == bytes);
 
     // An unencrypted snapshot copied with --encrypted becomes encrypted;
     // encrypted -> unencrypted is refused.
-    cryptvol_ok(&data, &["volume", "create", "plain", "--size", "8M", "--unencrypted"]);
-    let ps = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "create", "plain"]));
-    let enc = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "copy", ps["snapshot_id"].as_str().unwrap(), "--encrypted"]));
+    cryptvol_ok(
+        &data,
+        &["volume", "create", "plain", "--size", "8M", "--unencrypted"],
+    );
+    let ps = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "create", "plain"],
+    ));
+    let enc = json(&cryptvol_ok(
+        &data,
+        &[
+            "--output",
+            "json",
+            "snapshot",
+            "copy",
+            ps["snapshot_id"].as_str().unwrap(),
+            "--encrypted",
+        ],
+    ));
     assert_eq!(enc["encrypted"], true);
-    let vs = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "create", "v"]));
-    let out = cryptvol(&data, &["snapshot", "copy", vs["snapshot_id"].as_str().unwrap(), "--unencrypted"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot be unencrypted"));
+    let vs = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "create", "v"],
+    ));
+    let out = cryptvol(
+        &data,
+        &[
+            "snapshot",
+            "copy",
+            vs["snapshot_id"].as_str().unwrap(),
+            "--unencrypted",
+        ],
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("cannot be unencrypted")
+    );
 
     // Encryption by default: new volumes use the configured key; --unencrypted is refused.
-    cryptvol_ok(&data, &["encryption-by-default", "enable", "--kms-key-id", &key_b]);
-    let st = json(&cryptvol_ok(&data, &["--output", "json", "encryption-by-default", "status"]));
+    cryptvol_ok(
+        &data,
+        &["encryption-by-default", "enable", "--kms-key-id", &key_b],
+    );
+    let st = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "encryption-by-default", "status"],
+    ));
     assert_eq!(st["EbsEncryptionByDefault"], true);
-    let n = json(&cryptvol_ok(&data, &["--output", "json", "volume", "create", "n", "--size", "1M"]));
+    let n = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "volume", "create", "n", "--size", "1M"],
+    ));
     assert_eq!(n["kms_key_arn"], key_b.as_str());
-    let out = cryptvol(&data, &["volume", "create", "u", "--size", "1M", "--unencrypted"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("encryption by default"));
+    let out = cryptvol(
+        &data,
+        &["volume", "create", "u", "--size", "1M", "--unencrypted"],
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("encryption by default")
+    );
     cryptvol_ok(&data, &["encryption-by-default", "disable"]);
-    cryptvol_ok(&data, &["volume", "create", "u", "--size", "1M", "--unencrypted"]);
+    cryptvol_ok(
+        &data,
+        &["volume", "create", "u", "--size", "1M", "--unencrypted"],
+    );
 }
 
 #[test]
@@ -161,29 +344,85 @@ fn killed_reencrypting_copy_resumes_when_run_again() {
     let data = work.path().join("data");
     let key_b = create_key(&data, "us-east-1");
     let bytes = fill(&data, "big", "256M", 14, work.path());
-    let sid = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "create", "big"]))["snapshot_id"]
+    let sid = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "create", "big"],
+    ))["snapshot_id"]
         .as_str()
         .unwrap()
         .to_string();
     let mut child = Command::new(BIN)
-        .args(["--data-dir", data.to_str().unwrap(), "snapshot", "copy", &sid, "--kms-key-id", &key_b])
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "snapshot",
+            "copy",
+            &sid,
+            "--kms-key-id",
+            &key_b,
+        ])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
     let _ = child.kill();
     let killed = !child.wait().unwrap().success();
-    let list = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "list"]));
-    let copies: Vec<_> = list["Snapshots"].as_array().unwrap().iter().filter(|s| s["snapshot_id"] != sid.as_str()).cloned().collect();
+    let list = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "list"],
+    ));
+    let copies: Vec<_> = list["Snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["snapshot_id"] != sid.as_str())
+        .cloned()
+        .collect();
     if killed {
-        assert!(copies.iter().all(|s| s["state"] != "completed"), "a killed copy lists as completed: {list}");
+        assert!(
+            copies.iter().all(|s| s["state"] != "completed"),
+            "a killed copy lists as completed: {list}"
+        );
     }
     // Run it again: it finishes (resuming the interrupted copy, if any).
-    let copy = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "copy", &sid, "--kms-key-id", &key_b]));
+    let copy = json(&cryptvol_ok(
+        &data,
+        &[
+            "--output",
+            "json",
+            "snapshot",
+            "copy",
+            &sid,
+            "--kms-key-id",
+            &key_b,
+        ],
+    ));
     if killed && !copies.is_empty() {
-        assert_eq!(copy["snapshot_id"], copies[0]["snapshot_id"], "the rerun should resume the interrupted copy");
+        assert_eq!(
+            copy["snapshot_id"], copies[0]["snapshot_id"],
+            "the rerun should resume the interrupted copy"
+        );
     }
-    let list = json(&cryptvol_ok(&data, &["--output", "json", "snapshot", "list"]));
-    assert!(list["Snapshots"].as_array().unwrap().iter().all(|s| s["state"] == "completed"), "{list}");
-    cryptvol_ok(&data, &["volume", "create", "back", "--from-snapshot", copy["snapshot_id"].as_str().unwrap()]);
+    let list = json(&cryptvol_ok(
+        &data,
+        &["--output", "json", "snapshot", "list"],
+    ));
+    assert!(
+        list["Snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "completed"),
+        "{list}"
+    );
+    cryptvol_ok(
+        &data,
+        &[
+            "volume",
+            "create",
+            "back",
+            "--from-snapshot",
+            copy["snapshot_id"].as_str().unwrap(),
+        ],
+    );
     assert!(contents(&data, "us-east-1", "back", work.path()) == bytes);
 }

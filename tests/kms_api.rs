@@ -66,11 +66,17 @@ struct Kms {
 
 impl Kms {
     fn start(dir: &Path) -> Kms {
+        Kms::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Kms {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(dir)
             .args(["kms", "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env_remove("CRYPTVOL_REGION")
+            .env("RUST_LOG", "cryptvol=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -792,4 +798,133 @@ fn a_host_with_only_a_grant_attaches_a_volume_and_without_it_is_refused() {
     stop(&mut child);
     let names = grant_names(&cli, &kms, &admin, &key);
     assert_eq!(names, vec!["host-a".to_owned()], "attach grant not retired");
+}
+
+#[test]
+fn tls_endpoint_serves_the_aws_cli_and_cryptvols_remote_client() {
+    let Some(cli) = aws_cli() else { return };
+    if !common::have("openssl", "openssl") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("kms");
+    let root = access_key(&dir, None);
+    // A private CA and a server certificate for 127.0.0.1 signed by it.
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_owned();
+    let (ca, ca_key, csr) = (p("ca.pem"), p("ca.key"), p("server.csr"));
+    let (cert, key, ext) = (p("server.pem"), p("server.key"), p("ext.cnf"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    ] {
+        let out = Command::new("openssl").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let kms = Kms::start_with(&dir, &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(kms.endpoint.starts_with("https://"), "{}", kms.endpoint);
+    // The AWS CLI, trusting the certificate.
+    let mut cmd = Command::new(&cli);
+    cmd.args([
+        "--endpoint-url",
+        &kms.endpoint,
+        "--output",
+        "json",
+        "kms",
+        "create-key",
+    ]);
+    aws_env(&mut cmd, &root);
+    cmd.env("AWS_CA_BUNDLE", &ca);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // cryptvol's remote KeyService, with the same CA bundle variable.
+    let host = d.path().join("host");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(&host)
+        .args(["--kms-endpoint", &kms.endpoint, "--output", "json"])
+        .args([
+            "volume",
+            "create",
+            "v1",
+            "--size",
+            "1M",
+            "--kms-key-id",
+            &key_id,
+        ])
+        .env_remove("CRYPTVOL_REGION");
+    aws_env(&mut cmd, &root);
+    cmd.env("AWS_CA_BUNDLE", &ca);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without trusting it, a clear error.
+    cmd.env_remove("AWS_CA_BUNDLE");
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cannot reach the KMS"),
+        "{err}"
+    );
 }

@@ -3,6 +3,8 @@
 //! file, losetup makes it a block device, mkfs.ext4 and mount do the rest.
 //! Needs root, /dev/fuse and loop devices; skips loudly without them.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod common;
 
 use std::path::{Path, PathBuf};

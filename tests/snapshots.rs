@@ -2,6 +2,8 @@
 //! writer runs, incremental size, byte-identical restores, tamper detection,
 //! and what `kill -9` leaves behind.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod common;
 
 use std::path::Path;

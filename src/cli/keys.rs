@@ -32,7 +32,10 @@ pub struct SnapshotCopyArgs {
 }
 
 pub fn snapshot_copy(ctx: &Context, a: SnapshotCopyArgs) -> anyhow::Result<()> {
-    let src_region = a.source_region.clone().unwrap_or_else(|| ctx.region.clone());
+    let src_region = a
+        .source_region
+        .clone()
+        .unwrap_or_else(|| ctx.region.clone());
     crate::kms::arn::validate_region(&src_region)?;
     let src_store = SnapshotStore::new(&ctx.data_dir, &src_region);
     let dst_store = SnapshotStore::new(&ctx.data_dir, &ctx.region);
@@ -49,11 +52,27 @@ pub fn snapshot_copy(ctx: &Context, a: SnapshotCopyArgs) -> anyhow::Result<()> {
     }
     let defaults = EncryptionDefaults::load(&ctx.data_dir, &ctx.region)?;
     if a.unencrypted && defaults.enabled {
-        anyhow::bail!("encryption by default is enabled in {}: copies are encrypted", ctx.region);
+        anyhow::bail!(
+            "encryption by default is enabled in {}: copies are encrypted",
+            ctx.region
+        );
     }
-    let opts = CopyOptions { kms_key_id: a.kms_key_id, encrypted: a.encrypted, description: a.description, defaults };
-    let src = Side { store: &src_store, kms: src_kms.service.as_ref(), caller: &src_kms.caller };
-    let dst = Side { store: &dst_store, kms: dst_kms.service.as_ref(), caller: &dst_kms.caller };
+    let opts = CopyOptions {
+        kms_key_id: a.kms_key_id,
+        encrypted: a.encrypted,
+        description: a.description,
+        defaults,
+    };
+    let src = Side {
+        store: &src_store,
+        kms: src_kms.service.as_ref(),
+        caller: &src_kms.caller,
+    };
+    let dst = Side {
+        store: &dst_store,
+        kms: dst_kms.service.as_ref(),
+        caller: &dst_kms.caller,
+    };
     let t0 = std::time::Instant::now();
     let info = crate::snapshot::copy::copy(src, dst, &a.snapshot, &opts)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -93,7 +112,13 @@ pub fn volume_copy(ctx: &Context, a: VolumeCopyArgs) -> anyhow::Result<()> {
         KeySource::Unencrypted
     };
     let t0 = std::time::Instant::now();
-    let (info, bytes) = store.copy(kms.service.as_ref(), &kms.caller, &a.volume, &a.new_name, key)?;
+    let (info, bytes) = store.copy(
+        kms.service.as_ref(),
+        &kms.caller,
+        &a.volume,
+        &a.new_name,
+        key,
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     ctx.emit(&info, || {
         format!(
@@ -117,9 +142,15 @@ pub struct RewrapArgs {
 
 pub fn volume_rewrap(ctx: &Context, a: RewrapArgs) -> anyhow::Result<()> {
     let kms = ctx.key_service()?;
-    let info = ctx.volumes().rewrap(kms.service.as_ref(), &kms.caller, &a.volume, &a.kms_key_id)?;
+    let info = ctx
+        .volumes()
+        .rewrap(kms.service.as_ref(), &kms.caller, &a.volume, &a.kms_key_id)?;
     ctx.emit(&info, || {
-        format!("{} now wrapped by {}", info.name, info.kms_key_arn.as_deref().unwrap_or_default())
+        format!(
+            "{} now wrapped by {}",
+            info.name,
+            info.kms_key_arn.as_deref().unwrap_or_default()
+        )
     })
 }
 
@@ -144,7 +175,10 @@ pub fn defaults(ctx: &Context, cmd: DefaultsCommand) -> anyhow::Result<()> {
                 let kms = ctx.key_service()?;
                 kms.service.describe_key(&kms.caller, k)?;
             }
-            d = EncryptionDefaults { enabled: true, kms_key_id };
+            d = EncryptionDefaults {
+                enabled: true,
+                kms_key_id,
+            };
             d.save(&ctx.data_dir, &ctx.region)?;
         }
         DefaultsCommand::Disable => {

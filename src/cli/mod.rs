@@ -3,9 +3,9 @@
 
 mod audit;
 mod iam;
+mod keys;
 mod kms;
 mod kms_serve;
-mod keys;
 mod serve;
 mod size;
 mod snapshot;
@@ -146,7 +146,10 @@ impl Context {
     pub fn key_service_in(&self, region: &str) -> anyhow::Result<KmsHandle> {
         let kms = LocalKms::open(&self.data_dir, region)?;
         let caller = kms.root_caller();
-        Ok(KmsHandle { service: Box::new(kms), caller })
+        Ok(KmsHandle {
+            service: Box::new(kms),
+            caller,
+        })
     }
 
     /// The local CLI acts as the account root, as the AWS CLI does with root

@@ -456,6 +456,44 @@ mod tests {
         assert_eq!(Origin::AwsKms.to_string(), "AWS_KMS");
     }
 
+    /// Key stores written before keys had policies, grants, rotation… must
+    /// keep their MAC: a record with none of those serializes exactly as
+    /// the old format did.
+    #[test]
+    fn new_optional_fields_are_absent_when_unset() {
+        let key = KeyRecord::new(
+            "k".into(),
+            1,
+            KeySpec::SymmetricDefault,
+            KeyUsage::EncryptDecrypt,
+            Origin::AwsKms,
+            KeyManager::Customer,
+        );
+        let json = serde_json::to_value(&key).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "creation_date",
+                "description",
+                "key_id",
+                "key_manager",
+                "key_spec",
+                "key_state",
+                "key_usage",
+                "material",
+                "origin"
+            ]
+        );
+        let back: KeyRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, key);
+    }
+
     #[test]
     fn sealed_bytes_round_trip_as_base64() {
         let s = SealedBytes {

@@ -42,7 +42,9 @@ pub struct Side<'a> {
 
 impl std::fmt::Debug for Side<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Side").field("region", &self.store.region()).finish()
+        f.debug_struct("Side")
+            .field("region", &self.store.region())
+            .finish()
     }
 }
 
@@ -59,11 +61,18 @@ pub struct CopyOptions {
 }
 
 /// Copies snapshot `id` from `src` to `dst` (which may be the same region).
-pub fn copy(src: Side<'_>, dst: Side<'_>, id: &str, opts: &CopyOptions) -> Result<SnapshotInfo, Error> {
+pub fn copy(
+    src: Side<'_>,
+    dst: Side<'_>,
+    id: &str,
+    opts: &CopyOptions,
+) -> Result<SnapshotInfo, Error> {
     let cross_region = src.store.region() != dst.store.region();
     // Refuse a key from the wrong region before doing any work.
     if let Some(k) = &opts.kms_key_id {
-        if let Ok(KeyRef::KeyArn { region, .. } | KeyRef::AliasArn { region, .. }) = KeyRef::parse(k) {
+        if let Ok(KeyRef::KeyArn { region, .. } | KeyRef::AliasArn { region, .. }) =
+            KeyRef::parse(k)
+        {
             if region != dst.store.region() {
                 return Err(Error::Invalid(format!(
                     "key {k} is in region {region}, but the copy goes to region {}; use a key of {}",
@@ -73,9 +82,14 @@ pub fn copy(src: Side<'_>, dst: Side<'_>, id: &str, opts: &CopyOptions) -> Resul
             }
         }
     }
-    let Opened { manifest: m, cipher: old, mac_key: old_mac } = open(src.store, src.kms, src.caller, id)?;
+    let Opened {
+        manifest: m,
+        cipher: old,
+        mac_key: old_mac,
+    } = open(src.store, src.kms, src.caller, id)?;
 
-    let want_encrypted = m.encrypted || opts.encrypted || opts.kms_key_id.is_some() || opts.defaults.enabled;
+    let want_encrypted =
+        m.encrypted || opts.encrypted || opts.kms_key_id.is_some() || opts.defaults.enabled;
     let target_key = match (&opts.kms_key_id, want_encrypted) {
         (Some(k), _) => Some(k.clone()),
         (None, true) if !m.encrypted || cross_region => Some(opts.defaults.key()),
@@ -87,18 +101,33 @@ pub fn copy(src: Side<'_>, dst: Side<'_>, id: &str, opts: &CopyOptions) -> Resul
         Some(k) => Some(
             dst.kms
                 .describe_key(dst.caller, k)
-                .map_err(|source| Error::Kms { id: id.to_string(), action: "find the destination key", source })?
+                .map_err(|source| Error::Kms {
+                    id: id.to_string(),
+                    action: "find the destination key",
+                    source,
+                })?
                 .arn,
         ),
         None => None,
     };
-    let keep_key = m.encrypted && !cross_region && (target_arn.is_none() || target_arn == m.kms_key_arn);
-    let description = opts.description.clone().unwrap_or_else(|| format!("Copied for DestinationSnapshot from {id}"));
+    let keep_key =
+        m.encrypted && !cross_region && (target_arn.is_none() || target_arn == m.kms_key_arn);
+    let description = opts
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("Copied for DestinationSnapshot from {id}"));
 
     if keep_key || (!m.encrypted && target_arn.is_none()) {
         return copy_same_key(src, dst, &m, old_mac.as_ref(), &description);
     }
-    reencrypt_copy(src, dst, &m, old.as_ref(), target_key.as_deref().unwrap_or_default(), &description)
+    reencrypt_copy(
+        src,
+        dst,
+        &m,
+        old.as_ref(),
+        target_key.as_deref().unwrap_or_default(),
+        &description,
+    )
 }
 
 /// Same data key: a new manifest over the same chunks (copying the chunks
@@ -114,7 +143,10 @@ fn copy_same_key(
     let mut added = 0u64;
     if src.store.region() != dst.store.region() {
         for (_, h) in &m.chunks {
-            let data = src.store.chunks().get(h).map_err(|source| Error::Chunk { id: m.snapshot_id.clone(), source })?;
+            let data = src.store.chunks().get(h).map_err(|source| Error::Chunk {
+                id: m.snapshot_id.clone(),
+                source,
+            })?;
             if dst.store.chunks().put(h, &data)? {
                 added += data.len() as u64;
             }
@@ -138,13 +170,19 @@ fn copy_same_key(
     Ok(super::SnapshotInfo::from_manifest(&new))
 }
 
+/// The destination data key of a re-encrypting copy.
+struct CopyKey {
+    snapshot_id: String,
+    wrapped: Vec<u8>,
+    key_arn: String,
+    context: EncryptionContext,
+    key: DataKey,
+    resumed: bool,
+}
+
 /// A new data key from the destination KMS, or the one an interrupted run
 /// of the same copy recorded (resume).
-fn new_or_resumed_key(
-    dst: Side<'_>,
-    m: &Manifest,
-    target_key: &str,
-) -> Result<(String, Vec<u8>, String, EncryptionContext, DataKey, bool), Error> {
+fn new_or_resumed_key(dst: Side<'_>, m: &Manifest, target_key: &str) -> Result<CopyKey, Error> {
     // An interrupted copy of the same source to the same key: resume it.
     for s in dst.store.list()? {
         if s.state != State::Error {
@@ -156,17 +194,30 @@ fn new_or_resumed_key(
         else {
             continue;
         };
-        let (Some(src), Some(key), Some(wrapped)) = (&marker.copy_of, &marker.kms_key_arn, &marker.wrapped_data_key) else {
+        let (Some(src), Some(key), Some(wrapped)) = (
+            &marker.copy_of,
+            &marker.kms_key_arn,
+            &marker.wrapped_data_key,
+        ) else {
             continue;
         };
         if src != &m.snapshot_id || (key != target_key && !key.ends_with(target_key)) {
             continue;
         }
-        let blob = base64::engine::general_purpose::STANDARD.decode(wrapped).unwrap_or_default();
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(wrapped)
+            .unwrap_or_default();
         let ctx = marker.encryption_context.clone().unwrap_or_default();
         if let Ok(dk) = dst.kms.decrypt(dst.caller, &blob, &ctx, None) {
             if let Some(k) = DataKey::from_secret(&dk.plaintext) {
-                return Ok((marker.snapshot_id, blob, dk.key_id, ctx, k, true));
+                return Ok(CopyKey {
+                    snapshot_id: marker.snapshot_id,
+                    wrapped: blob,
+                    key_arn: dk.key_id,
+                    context: ctx,
+                    key: k,
+                    resumed: true,
+                });
             }
         }
     }
@@ -175,10 +226,21 @@ fn new_or_resumed_key(
     let dk = dst
         .kms
         .generate_data_key(dst.caller, target_key, DATA_KEY_LEN, &ctx)
-        .map_err(|source| Error::Kms { id: m.snapshot_id.clone(), action: "generate the copy's data key", source })?;
+        .map_err(|source| Error::Kms {
+            id: m.snapshot_id.clone(),
+            action: "generate the copy's data key",
+            source,
+        })?;
     let key = DataKey::from_secret(&dk.plaintext)
         .ok_or_else(|| Error::Invalid("the KMS returned a data key of the wrong length".into()))?;
-    Ok((id, dk.ciphertext_blob, dk.key_id, ctx, key, false))
+    Ok(CopyKey {
+        snapshot_id: id,
+        wrapped: dk.ciphertext_blob,
+        key_arn: dk.key_id,
+        context: ctx,
+        key,
+        resumed: false,
+    })
 }
 
 fn reencrypt_copy(
@@ -191,7 +253,14 @@ fn reencrypt_copy(
 ) -> Result<SnapshotInfo, Error> {
     let _gc = dst.store.gc_lock(false)?;
     dst.store.ensure_dirs()?;
-    let (new_id, wrapped, key_arn, ctx, key, resumed) = new_or_resumed_key(dst, m, target_key)?;
+    let CopyKey {
+        snapshot_id: new_id,
+        wrapped,
+        key_arn,
+        context: ctx,
+        key,
+        resumed,
+    } = new_or_resumed_key(dst, m, target_key)?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&wrapped);
     let marker = PendingMarker {
         snapshot_id: new_id.clone(),
@@ -207,7 +276,10 @@ fn reencrypt_copy(
         encryption_context: Some(ctx.clone()),
     };
     let pending = dst.store.pending_path(&new_id);
-    crate::fsutil::write_atomic(&pending, &serde_json::to_vec(&marker).expect("BUG: marker serializes"))?;
+    crate::fsutil::write_atomic(
+        &pending,
+        &serde_json::to_vec(&marker).expect("BUG: marker serializes"),
+    )?;
     let _live = FileLock::exclusive(&pending)?;
     let new = SectorCipher::new(&key, m.sector_size).map_err(|e| Error::Invalid(e.to_string()))?;
     let mac = crate::crypto::kdf::snapshot_mac_key(key.expose());
@@ -216,7 +288,10 @@ fn reencrypt_copy(
     let added = std::sync::atomic::AtomicU64::new(0);
     parallel(m.chunks.len(), |i| -> Result<(), Error> {
         let (c, h) = &m.chunks[i];
-        let mut data = src.store.chunks().get(h).map_err(|source| Error::Chunk { id: m.snapshot_id.clone(), source })?;
+        let mut data = src.store.chunks().get(h).map_err(|source| Error::Chunk {
+            id: m.snapshot_id.clone(),
+            source,
+        })?;
         transcode(old, Some(&new), c * m.chunk_size / ss as u64, ss, &mut data);
         if is_zero(&data) {
             return Ok(());
@@ -225,7 +300,10 @@ fn reencrypt_copy(
         if dst.store.chunks().put(&hash, &data)? {
             added.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
-        results.lock().unwrap_or_else(|e| e.into_inner()).push((*c, hash));
+        results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((*c, hash));
         Ok(())
     })?;
     dst.store.chunks().sync()?;
@@ -248,7 +326,10 @@ fn reencrypt_copy(
         write_pause_us: 0,
         ..m.clone()
     };
-    crate::fsutil::write_atomic(&dst.store.manifest_path(&new_id), &manifest.encode(Some(&mac)))?;
+    crate::fsutil::write_atomic(
+        &dst.store.manifest_path(&new_id),
+        &manifest.encode(Some(&mac)),
+    )?;
     let _ = std::fs::remove_file(&pending);
     if resumed {
         tracing::info!(snapshot = %new_id, "resumed an interrupted copy");

@@ -50,7 +50,11 @@ pub fn open(
             id: id.into(),
             source,
         })?;
-        return Ok(Opened { manifest, cipher: None, mac_key: None });
+        return Ok(Opened {
+            manifest,
+            cipher: None,
+            mac_key: None,
+        });
     }
     let blob = base64::engine::general_purpose::STANDARD
         .decode(m.wrapped_data_key.as_deref().unwrap_or_default())
@@ -71,7 +75,11 @@ pub fn open(
     })?;
     let cipher = SectorCipher::new(&key, manifest.sector_size)
         .map_err(|e| Error::Invalid(format!("snapshot {id}: {e}")))?;
-    Ok(Opened { manifest, cipher: Some(cipher), mac_key: Some(mac) })
+    Ok(Opened {
+        manifest,
+        cipher: Some(cipher),
+        mac_key: Some(mac),
+    })
 }
 
 pub use crate::volume::reencrypt::transcode;
@@ -95,7 +103,11 @@ pub fn restore(
     name: &str,
     opts: &RestoreOptions,
 ) -> Result<VolumeInfo, Error> {
-    let Opened { manifest: m, cipher: old, .. } = open(store, kms, caller, id)?;
+    let Opened {
+        manifest: m,
+        cipher: old,
+        ..
+    } = open(store, kms, caller, id)?;
     let size = opts.size.unwrap_or(m.size);
     if size < m.size {
         return Err(Error::Invalid(format!(
@@ -188,4 +200,3 @@ fn restore_chunk(
             ))
         })
 }
-

@@ -16,7 +16,10 @@ pub struct EncryptionDefaults {
 }
 
 fn path(data_dir: &Path, region: &str) -> PathBuf {
-    data_dir.join("regions").join(region).join("ebs-defaults.json")
+    data_dir
+        .join("regions")
+        .join(region)
+        .join("ebs-defaults.json")
 }
 
 impl EncryptionDefaults {
@@ -24,7 +27,8 @@ impl EncryptionDefaults {
     pub fn load(data_dir: &Path, region: &str) -> Result<Self, FsError> {
         let p = path(data_dir, region);
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| FsError::new("parse", &p, std::io::Error::other(e))),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| FsError::new("parse", &p, std::io::Error::other(e))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(FsError::new("read", &p, e)),
         }
@@ -35,17 +39,27 @@ impl EncryptionDefaults {
         if let Some(dir) = p.parent() {
             crate::fsutil::create_private_dir_all(dir)?;
         }
-        crate::fsutil::write_atomic(&p, &serde_json::to_vec_pretty(self).expect("BUG: defaults serialize"))
+        crate::fsutil::write_atomic(
+            &p,
+            &serde_json::to_vec_pretty(self).expect("BUG: defaults serialize"),
+        )
     }
 
     /// The key new encrypted volumes use when none is given.
     pub fn key(&self) -> String {
-        self.kms_key_id.clone().unwrap_or_else(|| DEFAULT_KEY_ALIAS.to_string())
+        self.kms_key_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_KEY_ALIAS.to_string())
     }
 
     /// Applies the setting to a request: `(encrypted, key)` in,
     /// what to actually do out; refuses unencrypted while enabled.
-    pub fn apply(&self, region: &str, encrypted: bool, key: Option<String>) -> Result<(bool, Option<String>), super::Error> {
+    pub fn apply(
+        &self,
+        region: &str,
+        encrypted: bool,
+        key: Option<String>,
+    ) -> Result<(bool, Option<String>), super::Error> {
         if !self.enabled {
             return Ok((encrypted, key));
         }

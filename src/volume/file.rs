@@ -184,7 +184,7 @@ impl Volume {
         if lo != 0 {
             self.read_sectors(first, &mut span[..ss as usize])?;
         }
-        if hi % ss as usize != 0 && (last != first || lo == 0) {
+        if !hi.is_multiple_of(ss as usize) && (last != first || lo == 0) {
             let tail = span.len() - ss as usize;
             self.read_sectors(last, &mut span[tail..])?;
         }
@@ -260,7 +260,7 @@ impl BlockDevice for Volume {
             return Ok(());
         }
         let ss = self.ss();
-        if offset % ss == 0 && len % ss == 0 {
+        if offset.is_multiple_of(ss) && len.is_multiple_of(ss) {
             return self.read_sectors(offset / ss, buf);
         }
         let first = offset / ss;
@@ -283,7 +283,7 @@ impl BlockDevice for Volume {
             .tracker
             .begin_write(offset, len, |c, b| self.read_raw_chunk(c, b));
         let ss = self.ss();
-        if offset % ss == 0 && len % ss == 0 {
+        if offset.is_multiple_of(ss) && len.is_multiple_of(ss) {
             self.write_sectors(offset / ss, data)?;
         } else {
             self.rmw(offset, len, |dst| dst.copy_from_slice(data))?;
@@ -340,11 +340,11 @@ impl BlockDevice for Volume {
             // Entirely within one or two partial sectors.
             self.rmw(offset, len, |dst| dst.fill(0))?;
         } else {
-            if offset % ss != 0 {
+            if !offset.is_multiple_of(ss) {
                 self.rmw(offset, first_full * ss - offset, |dst| dst.fill(0))?;
             }
             self.zero_stored(first_full, end_full - first_full, may_trim)?;
-            if end % ss != 0 {
+            if !end.is_multiple_of(ss) {
                 self.rmw(end_full * ss, end - end_full * ss, |dst| dst.fill(0))?;
             }
         }
@@ -414,7 +414,7 @@ pub fn write_header(file: &File, current: &Header, new: &mut Header) -> Result<(
     new.sequence = current.sequence + 1;
     let slot = new.encode().map_err(super::Error::Header)?;
     // Slot index by sequence parity: consecutive updates alternate slots.
-    let at = if new.sequence % 2 == 0 {
+    let at = if new.sequence.is_multiple_of(2) {
         0
     } else {
         SLOT_SIZE as u64

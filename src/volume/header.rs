@@ -219,8 +219,8 @@ impl Header {
                 "non-zero bytes after the checksum".into(),
             ));
         }
-        let cipher = Cipher::from_code(slot[CIPHER_OFFSET])
-            .ok_or_else(|| HeaderError::TooNew(version, flags))?;
+        let cipher =
+            Cipher::from_code(slot[CIPHER_OFFSET]).ok_or(HeaderError::TooNew(version, flags))?;
         if (cipher != Cipher::None) != (flags & FLAG_ENCRYPTED != 0) {
             return Err(HeaderError::Corrupt(
                 "encrypted flag disagrees with the cipher".into(),
@@ -278,14 +278,14 @@ impl Header {
                 self.sector_size
             ));
         }
-        if self.size == 0 || self.size % self.sector_size as u64 != 0 {
+        if self.size == 0 || !self.size.is_multiple_of(self.sector_size as u64) {
             return bad(format!(
                 "size {} is not a positive multiple of the sector size",
                 self.size
             ));
         }
         if self.data_offset < (2 * SLOT_SIZE) as u64
-            || self.data_offset % self.sector_size as u64 != 0
+            || !self.data_offset.is_multiple_of(self.sector_size as u64)
         {
             return bad(format!(
                 "data offset {} is inside the header area or misaligned",

@@ -328,7 +328,7 @@ impl VolumeStore {
         if !crate::crypto::xts::SECTOR_SIZES.contains(&sector_size) {
             return Err(Error::InvalidSectorSize(sector_size));
         }
-        if size == 0 || size % sector_size as u64 != 0 || size > u64::MAX / 2 {
+        if size == 0 || !size.is_multiple_of(sector_size as u64) || size > u64::MAX / 2 {
             return Err(Error::InvalidSize { size, sector_size });
         }
         if let Some(v) = self.list()?.into_iter().find(|v| v.name == name) {
@@ -540,18 +540,36 @@ impl VolumeStore {
         let src = self.attach(kms, caller, source, false)?;
         let h = src.header().clone();
         let mut copied = 0;
-        let info = self.create_with(kms, caller, name, h.size, h.sector_size, key, &h.origin_snapshot, |nv| {
-            copied = reencrypt::copy_into(&src, nv)?;
-            Ok(())
+        let info = self.create_with(
+            kms,
+            caller,
+            name,
+            h.size,
+            h.sector_size,
+            key,
+            &h.origin_snapshot,
+            |nv| {
+                copied = reencrypt::copy_into(&src, nv)?;
+                Ok(())
+            },
+        )?;
+        src.detach().map_err(|e| Error::Io {
+            what: format!("detaching {source}"),
+            source: std::io::Error::other(e),
         })?;
-        src.detach().map_err(|e| Error::Io { what: format!("detaching {source}"), source: std::io::Error::other(e) })?;
         Ok((info, copied))
     }
 
     /// `volume rewrap`: re-wraps the data key under another KMS key with
     /// ReEncrypt (the plaintext key never leaves the KMS); the data is
     /// untouched. The header update is crash-safe (two copies).
-    pub fn rewrap(&self, kms: &dyn KeyService, caller: &Caller, name_or_id: &str, key_id: &str) -> Result<VolumeInfo, Error> {
+    pub fn rewrap(
+        &self,
+        kms: &dyn KeyService,
+        caller: &Caller,
+        name_or_id: &str,
+        key_id: &str,
+    ) -> Result<VolumeInfo, Error> {
         let info = self.find(name_or_id)?;
         let f = OpenOptions::new()
             .read(true)
@@ -561,16 +579,35 @@ impl VolumeStore {
         lock_exclusive(&f, &info.name)?;
         let cur = file::read_header(&f)
             .map_err(Error::io(format!("reading {}", info.path.display())))?
-            .map_err(|source| Error::BadHeader { path: info.path.clone(), source })?;
+            .map_err(|source| Error::BadHeader {
+                path: info.path.clone(),
+                source,
+            })?;
         if cur.cipher == Cipher::None {
             return Err(Error::NotEncrypted(info.name.clone()));
         }
         let (blob, arn) = kms
-            .re_encrypt(caller, &cur.wrapped_data_key, &cur.encryption_context, key_id, &cur.encryption_context)
-            .map_err(|source| Error::Kms { volume: info.name.clone(), action: "re-wrap the data key", source })?;
+            .re_encrypt(
+                caller,
+                &cur.wrapped_data_key,
+                &cur.encryption_context,
+                key_id,
+                &cur.encryption_context,
+            )
+            .map_err(|source| Error::Kms {
+                volume: info.name.clone(),
+                action: "re-wrap the data key",
+                source,
+            })?;
         let mut new = cur.clone();
         new.wrapped_data_key = blob;
-        new.kms_key_arn = if arn.is_empty() { kms.describe_key(caller, key_id).map(|m| m.arn).unwrap_or_default() } else { arn };
+        new.kms_key_arn = if arn.is_empty() {
+            kms.describe_key(caller, key_id)
+                .map(|m| m.arn)
+                .unwrap_or_default()
+        } else {
+            arn
+        };
         file::write_header(&f, &cur, &mut new)?;
         Ok(VolumeInfo::new(&new, info.path))
     }

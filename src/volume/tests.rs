@@ -296,7 +296,7 @@ fn torn_header_write_falls_back_to_the_other_copy() {
     let mut next = cur.clone();
     next.name = "renamed".into();
     file::write_header(&file, &cur, &mut next).unwrap();
-    let at = if next.sequence % 2 == 0 {
+    let at = if next.sequence.is_multiple_of(2) {
         0
     } else {
         header::SLOT_SIZE as u64

@@ -321,3 +321,6 @@ fn error_response(e: ApiError, request_id: &str, close: bool) -> Response<Full<B
     }
     resp
 }
+
+#[cfg(test)]
+mod tests;

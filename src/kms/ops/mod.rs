@@ -315,7 +315,7 @@ impl LocalKms {
         };
         // Secrets are dropped from the audit copy now, not after the call.
         let entry = AuditEntry::api_call(caller, op.name, &request);
-        self.run_audited(caller, op, None, entry, |ctx| {
+        self.run_audited(caller, op, via_service, entry, |ctx| {
             json::prepare(self, ctx, &request)?;
             (op.handler)(self, ctx, request)
         })

@@ -18,9 +18,12 @@ const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const USER: &str = "arn:aws:iam::111122223333:user/host-a";
 
+/// One recorded call: (principal, operation, request, via service).
+type Call = (String, String, Value, Option<String>);
+
 #[derive(Default)]
 struct Fake {
-    calls: Mutex<Vec<(String, String, Value, Option<String>)>>,
+    calls: Mutex<Vec<Call>>,
 }
 
 impl Backend for Fake {

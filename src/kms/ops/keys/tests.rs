@@ -255,3 +255,18 @@ fn aws_managed_keys_can_be_viewed_but_not_managed() {
     f.ok("GetKeyRotationStatus", json!({"KeyId": id}));
     assert_eq!(f.state(id), "Enabled");
 }
+
+#[test]
+fn aws_managed_keys_are_used_through_their_service_only() {
+    let f = Fixture::new();
+    let enc = json!({"KeyId": "alias/aws/ebs", "Plaintext": b64(b"x")});
+    let (t, m) = f.err("Encrypt", enc.clone());
+    assert_eq!(
+        t, "AccessDeniedException",
+        "as in AWS: direct use is denied"
+    );
+    assert!(m.contains("kms:Encrypt"), "{m}");
+    let via = Some(crate::kms::policy_eval::via_service_for("ebs", REGION));
+    let out = f.kms.call_via(&f.root, "Encrypt", enc, via).unwrap();
+    assert!(out["CiphertextBlob"].is_string());
+}
