@@ -226,7 +226,20 @@ fn killed_snapshot_is_never_completed_and_gc_collects_its_chunks() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    // Kill it once it is under way (its pending marker exists).
+    let manifests = data.join("regions/us-east-1/snapshots/manifests");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline
+        && !std::fs::read_dir(&manifests)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".pending"))
+            })
+            .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let _ = child.kill();
     let status = child.wait().unwrap();
     let list = json(&cryptvol_ok(
