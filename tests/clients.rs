@@ -177,6 +177,7 @@ fn fio_verify_at_queue_depth_with_unaligned_block_sizes() {
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
+            "--verify_state_save=0",
             "--output-format=json",
         ]));
         // fio may print notes before its JSON document.
