@@ -20,16 +20,8 @@ use crate::fsutil::FileLock;
 use crate::volume::cbt::CHUNK_SIZE;
 use crate::volume::file::is_zero;
 use crate::volume::header::Cipher;
+use crate::volume::reencrypt::parallel;
 use crate::volume::Volume;
-
-/// Threads reading and hashing chunks: the machine's cores, at most 4
-/// (beyond that the disk, not the CPU, is the limit).
-fn workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(4)
-}
 
 /// Snapshots `volume` (attached by this process) into `store`.
 pub fn create(
@@ -105,15 +97,9 @@ fn capture_and_write(
 
     // Save every needed chunk not already saved by a writer (copy-on-write).
     let todo = cap.chunks();
-    let next = AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..workers() {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(&c) = todo.get(i) else { break };
-                cap.save(c, |c, buf| volume.read_raw_chunk(c, buf));
-            });
-        }
+    let _ = parallel(todo.len(), |i| -> Result<(), std::convert::Infallible> {
+        cap.save(todo[i], |c, buf| volume.read_raw_chunk(c, buf));
+        Ok(())
     });
     let saved = match cap
         .finish()
