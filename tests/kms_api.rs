@@ -928,3 +928,39 @@ fn tls_endpoint_serves_the_aws_cli_and_cryptvols_remote_client() {
         "{err}"
     );
 }
+
+/// Every operation of the KMS, called by boto3; botocore parses each
+/// response with the service model, so shapes and types are checked too.
+#[test]
+fn boto3_drives_every_kms_operation() {
+    let Some(python) = boto3_python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let root = access_key(d.path(), None);
+    let kms = Kms::start(d.path());
+    let mut cmd = Command::new(python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/boto3_every_operation.py"))
+        .args([&kms.endpoint, &root.id, &root.secret]);
+    aws_env(&mut cmd, &root);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v.as_object().unwrap();
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| r.as_str() != Some("ok"))
+        .map(|(op, r)| format!("{op}: {r}"))
+        .collect();
+    for f in failed.iter().filter(|f| f.contains("skipped")) {
+        eprintln!("SKIPPED: {f}");
+    }
+    let failed: Vec<&String> = failed.iter().filter(|f| !f.contains("skipped")).collect();
+    assert!(
+        failed.is_empty(),
+        "operations that failed through boto3:\n{failed:#?}"
+    );
+    assert!(results.len() >= 45, "only {} operations ran", results.len());
+}

@@ -201,6 +201,9 @@ impl Api {
         let caller = Caller {
             principal_arn: principal.clone(),
         };
+        // XXX: the parsed request (Encrypt's Plaintext, in base64) goes to
+        // the backend by value and is not scrubbed; nor are hyper's read
+        // buffers. The raw body is (the server keeps it in `Zeroizing`).
         match self.backend.call(&caller, &op, request, via_service) {
             Ok(mut v) => {
                 let body = serde_json::to_vec(&v).expect("BUG: a JSON value serializes");
