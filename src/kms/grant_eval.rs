@@ -1,5 +1,5 @@
 //! Grants: the model (AWS field names), which operations a grant may carry
-//! on which kind of key, grant ids and grant tokens, and the checks the
+//! on which kind of key, grant ids, and the checks the
 //! authorize step runs — does this grant allow this request, may this
 //! grantee create that grant, may this principal retire it. Sans-I/O: the
 //! operations table stores grants and calls these functions.
@@ -30,10 +30,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::arn;
 use super::error::KmsError;
@@ -370,86 +367,6 @@ pub fn validate_grant_id(grant_id: &str) -> Result<(), KmsError> {
              `cryptvol kms list-grants --key-id <key>`"
         )))
     }
-}
-
-// Grant token layout, base64url without padding:
-//
-// +---------+-----------+-------------+--------------------+
-// | version | nonce     | check       | grant id (UTF-8)   |
-// | 1 byte  | 32 bytes  | 8 bytes     | the rest           |
-// +---------+-----------+-------------+--------------------+
-//
-// check = SHA-256(version || nonce || grant id)[..8]: catches mangled
-// tokens. A token is not a secret and confers nothing by itself: it only
-// names a grant, whose grantee is still checked ([`grant_allows`]).
-const TOKEN_VERSION: u8 = 1;
-const TOKEN_NONCE_LEN: usize = 32;
-const TOKEN_CHECK_LEN: usize = 8;
-const TOKEN_HEADER_LEN: usize = 1 + TOKEN_NONCE_LEN + TOKEN_CHECK_LEN;
-/// AWS: grant tokens are at most 8192 characters.
-const MAX_TOKEN_LEN: usize = 8192;
-
-fn token_check(nonce: &[u8], grant_id: &[u8]) -> [u8; TOKEN_CHECK_LEN] {
-    let digest = Sha256::new()
-        .chain_update([TOKEN_VERSION])
-        .chain_update(nonce)
-        .chain_update(grant_id)
-        .finalize();
-    let mut out = [0u8; TOKEN_CHECK_LEN];
-    out.copy_from_slice(&digest[..TOKEN_CHECK_LEN]);
-    out
-}
-
-/// A new grant token for `grant_id`: opaque, unique per call, and mapped
-/// back by [`grant_id_from_token`].
-pub fn new_grant_token(grant_id: &str) -> String {
-    let mut nonce = [0u8; TOKEN_NONCE_LEN];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    let mut raw = Vec::with_capacity(TOKEN_HEADER_LEN + grant_id.len());
-    raw.push(TOKEN_VERSION);
-    raw.extend_from_slice(&nonce);
-    raw.extend_from_slice(&token_check(&nonce, grant_id.as_bytes()));
-    raw.extend_from_slice(grant_id.as_bytes());
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
-/// The grant id a token names, or `InvalidGrantTokenException`.
-pub fn grant_id_from_token(token: &str) -> Result<String, KmsError> {
-    let bad = |why: &str| {
-        KmsError::InvalidGrantToken(format!(
-            "the grant token is not valid ({why}); pass the GrantToken that CreateGrant \
-             returned, unchanged"
-        ))
-    };
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-        return Err(bad("wrong length"));
-    }
-    let raw = URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad("not base64url"))?;
-    if raw.len() <= TOKEN_HEADER_LEN || raw[0] != TOKEN_VERSION {
-        return Err(bad("unknown format"));
-    }
-    let (nonce, rest) = raw[1..].split_at(TOKEN_NONCE_LEN);
-    let (check, id) = rest.split_at(TOKEN_CHECK_LEN);
-    if token_check(nonce, id) != check {
-        return Err(bad("damaged"));
-    }
-    String::from_utf8(id.to_vec()).map_err(|_| bad("unknown format"))
-}
-
-/// The grant ids of a request's `GrantTokens` (at most 10).
-pub fn grant_ids_from_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Vec<String>, KmsError> {
-    if tokens.len() > MAX_GRANT_TOKENS {
-        return Err(invalid(format!(
-            "{} grant tokens given; a request may carry at most {MAX_GRANT_TOKENS}",
-            tokens.len()
-        )));
-    }
-    tokens
-        .iter()
-        .map(|t| grant_id_from_token(t.as_ref()))
-        .collect()
 }
 
 /// Whether a grant's `named` principal (grantee or retiring) is the caller:

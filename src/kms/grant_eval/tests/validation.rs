@@ -150,61 +150,11 @@ fn names_principals_and_ids_are_checked() {
     );
 }
 
-#[test]
-fn grant_tokens_map_back_to_their_grant() {
-    let id = new_grant_id();
-    let t1 = new_grant_token(&id);
-    let t2 = new_grant_token(&id);
-    assert_ne!(t1, t2, "tokens are unique per call");
-    assert_eq!(grant_id_from_token(&t1).unwrap(), id);
-    assert_eq!(grant_id_from_token(&t2).unwrap(), id);
-    assert!(!t1.contains(&id), "the id is not visible in the token");
-    assert_eq!(
-        grant_ids_from_tokens(&[t1.clone(), t2]).unwrap(),
-        [id.clone(), id]
-    );
-}
-
-#[test]
-fn damaged_or_foreign_grant_tokens_are_rejected() {
-    let token = new_grant_token(&new_grant_id());
-    let mut raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
-    let last = raw.len() - 1;
-    raw[last] ^= 1;
-    let flipped = URL_SAFE_NO_PAD.encode(&raw);
-    for bad in [
-        "",
-        "!!!",
-        "AQID",
-        flipped.as_str(),
-        &token[..token.len() - 4],
-        &"A".repeat(MAX_TOKEN_LEN + 4),
-    ] {
-        let e = grant_id_from_token(bad).unwrap_err();
-        assert_eq!(e.aws_type(), "InvalidGrantTokenException", "{bad}");
-    }
-    let eleven: Vec<String> = (0..11).map(|_| token.clone()).collect();
-    assert_eq!(
-        grant_ids_from_tokens(&eleven).unwrap_err().aws_type(),
-        "ValidationException"
-    );
-}
-
 mod props {
     use super::*;
     use proptest::prelude::*;
 
     proptest! {
-        #[test]
-        fn token_round_trips_any_id(id in ".{1,80}") {
-            prop_assert_eq!(grant_id_from_token(&new_grant_token(&id)).unwrap(), id);
-        }
-
-        #[test]
-        fn token_parser_never_panics(s in ".{0,200}") {
-            let _ = grant_id_from_token(&s);
-        }
-
         #[test]
         fn equals_constraint_matches_its_own_context(
             pairs in proptest::collection::btree_map("[a-z]{1,6}", "[a-zA-Z0-9]{0,6}", 1..6)
