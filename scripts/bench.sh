@@ -15,6 +15,11 @@
 # rotated per round), so machine noise is shared; each cell reports the
 # median (or best) over rounds. Then the sector cipher alone:
 # cryptvol-xts-speed vs `openssl speed -evp aes-256-xts`, interleaved.
+# Then the workflows, on a fully written 1 GiB volume, interleaved with
+# their peers: snapshot create and restore against a disk copy of the
+# volume file (`cp` + `sync`), a re-encrypting `volume copy` against
+# `qemu-img convert` from one LUKS image to another with a new key, and an
+# incremental snapshot after 16 MiB changed.
 #
 # The Markdown report goes to stdout; progress and logs go to stderr.
 #
@@ -28,6 +33,9 @@
 #   BENCH_CRYPTO=1         0 skips the crypto comparison
 #   BENCH_CRYPTO_SECONDS=2 seconds per crypto measurement
 #   BENCH_CRYPTO_ROUNDS=2  interleaved crypto rounds
+#   BENCH_FIO=1            0 skips the NBD (fio) part
+#   BENCH_WORKFLOWS=1      0 skips the snapshot / re-encrypt part
+#   BENCH_WF_ROUNDS=2      interleaved workflow rounds
 #   BENCH_BUILD=1          0 skips `cargo build --release` (use existing binaries)
 #   BENCH_STRICT=0         1 exits 1 when a target is missed
 #   TMPDIR                 where the temporary images go (needs ~1 GiB per server)
@@ -49,8 +57,12 @@ DO_CRYPTO=${BENCH_CRYPTO:-1}
 CRYPTO_SECONDS=${BENCH_CRYPTO_SECONDS:-2}
 CRYPTO_ROUNDS=${BENCH_CRYPTO_ROUNDS:-2}
 DO_BUILD=${BENCH_BUILD:-1}
+DO_FIO=${BENCH_FIO:-1}
+DO_WF=${BENCH_WORKFLOWS:-1}
+WF_ROUNDS=${BENCH_WF_ROUNDS:-2}
 STRICT=${BENCH_STRICT:-0}
 read -r -a SERVERS <<<"${BENCH_SERVERS:-cryptvol nbdkit-file nbdkit-luks}"
+[[ $DO_FIO == 1 ]] || SERVERS=()
 
 SIZE=1G
 SIZE_BYTES=$((1 << 30))
@@ -67,13 +79,13 @@ die() { log "error: $*"; exit 1; }
 
 # --- arguments and tools ------------------------------------------------------
 
-for var in RUNTIME ROUNDS RAMP CRYPTO_SECONDS CRYPTO_ROUNDS; do
+for var in RUNTIME ROUNDS RAMP CRYPTO_SECONDS CRYPTO_ROUNDS WF_ROUNDS; do
     [[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, got '${!var}'"
 done
-((RUNTIME > 0 && ROUNDS > 0 && CRYPTO_SECONDS > 0 && CRYPTO_ROUNDS > 0)) ||
+((RUNTIME > 0 && ROUNDS > 0 && CRYPTO_SECONDS > 0 && CRYPTO_ROUNDS > 0 && WF_ROUNDS > 0)) ||
     die "BENCH_SECONDS, BENCH_ROUNDS and the crypto settings must be at least 1"
 [[ $STAT == median || $STAT == best ]] || die "BENCH_STAT must be median or best, got '$STAT'"
-((${#SERVERS[@]} > 0)) || die "BENCH_SERVERS is empty"
+((${#SERVERS[@]} > 0)) || [[ $DO_FIO != 1 ]] || die "BENCH_SERVERS is empty"
 for s in "${SERVERS[@]}"; do
     case $s in
         cryptvol | nbdkit-file | nbdkit-luks | qemu-nbd-raw | qemu-nbd-luks) ;;
@@ -94,6 +106,11 @@ if want nbdkit-file || want nbdkit-luks; then need nbdkit nbdkit; fi
 if want nbdkit-luks || want qemu-nbd-luks; then need qemu-img qemu-utils; fi
 if want qemu-nbd-raw || want qemu-nbd-luks; then need qemu-nbd qemu-utils; fi
 if [[ $DO_CRYPTO == 1 ]]; then need openssl openssl; fi
+if [[ $DO_WF == 1 ]]; then
+    need qemu-img qemu-utils
+    need qemu-io qemu-utils
+    need nbdcopy libnbd-bin
+fi
 if [[ $DO_BUILD == 1 ]]; then need cargo "rustup or cargo (https://rustup.rs)"; fi
 if ((${#missing[@]})); then
     printf 'bench.sh: missing tools; install them first (e.g. apt-get install fio libnbd-bin nbdkit qemu-utils):\n' >&2
@@ -163,12 +180,13 @@ trap 'exit 143' TERM
 
 avail_kib=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 need_kib=$(((${#SERVERS[@]} + 1) * 1024 * 1024))
+[[ $DO_WF == 1 ]] && need_kib=$((need_kib + 6 * 1024 * 1024))
 ((avail_kib >= need_kib)) ||
     die "$WORK has $((avail_kib / 1024)) MiB free; this run needs about $((need_kib / 1024)) MiB (set TMPDIR elsewhere)"
 
 # --- build --------------------------------------------------------------------
 
-if want cryptvol || [[ $DO_CRYPTO == 1 ]]; then
+if want cryptvol || [[ $DO_CRYPTO == 1 || $DO_WF == 1 ]]; then
     if [[ $DO_BUILD == 1 ]]; then
         log "building: cargo build --release"
         build_start=$SECONDS
@@ -176,7 +194,7 @@ if want cryptvol || [[ $DO_CRYPTO == 1 ]]; then
             die "cargo build --release failed (the tree may be mid-change); retry later, or BENCH_BUILD=0 to use the binaries already in target/release"
         BUILD_SECONDS=$((SECONDS - build_start))
     fi
-    if want cryptvol; then
+    if want cryptvol || [[ $DO_WF == 1 ]]; then
         [[ -x $CRYPTVOL ]] || die "$CRYPTVOL is missing; run cargo build --release"
     fi
     if [[ $DO_CRYPTO == 1 ]]; then
@@ -189,8 +207,10 @@ fi
 META="$WORK/meta"
 FIO_RESULTS="$WORK/fio.tsv"
 CRYPTO_RESULTS="$WORK/crypto.tsv"
+WF_RESULTS="$WORK/workflows.tsv"
 : >"$FIO_RESULTS"
 : >"$CRYPTO_RESULTS"
+: >"$WF_RESULTS"
 
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | sed -n 1p)
 if command -v lscpu >/dev/null 2>&1; then
@@ -223,6 +243,7 @@ command -v openssl >/dev/null 2>&1 && tools+=", $(openssl version | awk '{ print
     echo "servers=${SERVERS[*]}"
     echo "crypto_seconds=$CRYPTO_SECONDS"
     echo "crypto_rounds=$CRYPTO_ROUNDS"
+    echo "wf_rounds=$WF_ROUNDS"
 } >"$META"
 log "machine: ${cpu:-unknown}, nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg); $(date)"
 log "servers: ${SERVERS[*]}; ${RUNTIME} s per cell, $ROUNDS round(s); work dir $WORK"
@@ -441,10 +462,131 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 
+# --- workflows: snapshot and re-encrypt, each against its peer -------------------
+
+# Rows of $WF_RESULTS: round \t what \t seconds [\t bytes]
+#   disk-copy     cp --sparse=never of the volume file + sync (the disk-copy baseline)
+#   snap-create   cryptvol snapshot create, full (first snapshot of the volume)
+#   snap-restore  cryptvol volume create --from-snapshot (same key)
+#   reenc         cryptvol volume copy --kms-key-id (decrypt + encrypt under a new data key)
+#   qemu-reenc    qemu-img convert LUKS -> LUKS with a new key (the peer for reenc)
+#   snap-incr     snapshot after 16 MiB changed (bytes added in the 4th column)
+# Every measurement ends with `sync -f` on its output, so each pays for its
+# own writeback.
+WF=$WORK/wf
+cv() { env -u CRYPTVOL_ROOT_KEY_FILE -u CRYPTVOL_DATA_DIR "$CRYPTVOL" --data-dir "$WF/data" "$@"; }
+wf_time() { # wf_time ROUND WHAT CMD...: runs CMD, appends its wall seconds
+    local round=$1 what=$2 t0 t1 rc=0
+    shift 2
+    t0=$(date +%s.%N)
+    run_child "$@" >"$WF/$what.$round.out" 2>"$WF/$what.$round.err" || rc=$?
+    t1=$(date +%s.%N)
+    if ((rc != 0)); then
+        log "workflow $what failed (exit $rc):"
+        tail -n 5 "$WF/$what.$round.err" >&2
+        printf '%s\t%s\tnan\n' "$round" "$what" >>"$WF_RESULTS"
+        return 1
+    fi
+    local secs
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    printf '%s\t%s\t%s\n' "$round" "$what" "$secs" >>"$WF_RESULTS"
+    log "workflow round $round: $what ${secs} s"
+}
+json_field() { # json_field FILE KEY: a top-level field of a JSON document
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+wf_serve() { # wf_serve VOLUME: serves VOLUME on a free port; sets WF_PID, WF_URI
+    local port out="$WF/serve.out" deadline
+    port=$(python3 "$LIB" free-port "${USED_PORTS[@]}")
+    USED_PORTS+=("$port")
+    : >"$out"
+    # Not through cv(): a backgrounded function is a subshell, and $! would be
+    # its pid rather than the server's.
+    env -u CRYPTVOL_ROOT_KEY_FILE -u CRYPTVOL_DATA_DIR "$CRYPTVOL" --data-dir "$WF/data" \
+        serve "$1" --listen "127.0.0.1:$port" >"$out" 2>"$WF/serve.err" &
+    WF_PID=$!
+    PIDS+=("$WF_PID")
+    deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)) && alive "$WF_PID" && ! grep -q '^serving ' "$out"; do
+        sleep 0.1
+    done
+    grep -q '^serving ' "$out" || die "cryptvol serve $1 did not start: $(tail -n 5 "$WF/serve.err")"
+    WF_URI="nbd://127.0.0.1:$port/$1"
+}
+sync_copy() { cp --sparse=never "$1" "$2" && sync -f "$2"; }
+cv_sync() { cv "$@" && sync -f "$WF/data"; }
+qemu_reencrypt() { # qemu_reencrypt SRC DST: LUKS -> LUKS under a new key
+    qemu-img convert --object "secret,id=s0,file=$PASSFILE" --object "secret,id=s1,file=$PASSFILE2" \
+        --image-opts "driver=luks,key-secret=s0,file.filename=$1" \
+        -O luks -o key-secret=s1,iter-time=10 "$2" && sync -f "$2"
+}
+
+if [[ $DO_WF == 1 ]]; then
+    mkdir -p "$WF"
+    PASSFILE2="$WORK/passphrase2"
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16), end="")' >"$PASSFILE2")
+    log "workflows: preparing a fully written 1 GiB volume and LUKS image"
+    head -c "$SIZE_BYTES" /dev/urandom >"$WF/src.raw"
+    cv volume create src --size "$SIZE" >/dev/null
+    cv kms create-key --description "bench re-encrypt target" --output json >"$WF/key.json"
+    cv kms create-alias --alias-name alias/bench-b \
+        --target-key-id "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["KeyMetadata"]["KeyId"])' "$WF/key.json")"
+    wf_serve src
+    run_child nbdcopy "$WF/src.raw" "$WF_URI" || die "nbdcopy into the workflow volume failed"
+    stop_pid "$WF_PID"
+    VOLFILE=$(cv --output json volume describe src | python3 -c 'import json, sys; print(json.load(sys.stdin)["path"])')
+    [[ -f $VOLFILE ]] || die "cannot find the workflow volume's file ($VOLFILE)"
+    qemu-img convert -f raw -O luks --object "secret,id=s0,file=$PASSFILE" \
+        -o key-secret=s0,iter-time=10 "$WF/src.raw" "$WF/src.luks"
+    rm -f "$WF/src.raw"
+    sync -f "$WF"
+
+    for ((r = 1; r <= WF_ROUNDS; r++)); do
+        # Snapshot pair: disk copy, create, restore (order rotated per round).
+        if ((r % 2)); then
+            wf_time "$r" disk-copy sync_copy "$VOLFILE" "$WF/copy.bin" || true
+            rm -f "$WF/copy.bin"
+        fi
+        if wf_time "$r" snap-create cv_sync --output json snapshot create src; then
+            snap=$(json_field "$WF/snap-create.$r.out" snapshot_id)
+            wf_time "$r" snap-restore cv_sync volume create restored --from-snapshot "$snap" || true
+            cv volume delete restored >/dev/null 2>&1 || true
+            cv snapshot delete "$snap" >/dev/null
+        fi
+        if ! ((r % 2)); then
+            wf_time "$r" disk-copy sync_copy "$VOLFILE" "$WF/copy.bin" || true
+            rm -f "$WF/copy.bin"
+        fi
+        # Re-encrypt pair.
+        if ((r % 2)); then
+            wf_time "$r" qemu-reenc qemu_reencrypt "$WF/src.luks" "$WF/dst.luks" || true
+            rm -f "$WF/dst.luks"
+        fi
+        wf_time "$r" reenc cv_sync volume copy src copy --kms-key-id alias/bench-b || true
+        cv volume delete copy >/dev/null 2>&1 || true
+        if ! ((r % 2)); then
+            wf_time "$r" qemu-reenc qemu_reencrypt "$WF/src.luks" "$WF/dst.luks" || true
+            rm -f "$WF/dst.luks"
+        fi
+    done
+
+    # Incremental: a base snapshot, 16 MiB rewritten through NBD, a second one.
+    cv snapshot create src >/dev/null
+    wf_serve src
+    run_child qemu-io -f raw -c "write -P 0x5a 256M 16M" "$WF_URI" >/dev/null ||
+        die "qemu-io could not write to the workflow volume"
+    stop_pid "$WF_PID"
+    if wf_time 1 snap-incr cv_sync --output json snapshot create src; then
+        added=$(json_field "$WF/snap-incr.1.out" bytes_added)
+        sed -i "\$s/\$/\t$added/" "$WF_RESULTS"
+        log "incremental snapshot added $added bytes"
+    fi
+fi
+
 # --- report -------------------------------------------------------------------
 
 elapsed=$SECONDS
-report_args=("$META" "$FIO_RESULTS" "$CRYPTO_RESULTS")
+report_args=("$META" "$FIO_RESULTS" "$CRYPTO_RESULTS" "$WF_RESULTS")
 [[ $STRICT == 1 ]] && report_args+=(--strict)
 rc=0
 python3 "$LIB" report "${report_args[@]}" || rc=$?

@@ -35,5 +35,6 @@ pub mod crypto;
 pub mod fsutil;
 pub mod kms;
 pub mod nbd;
+pub mod progress;
 pub mod snapshot;
 pub mod volume;

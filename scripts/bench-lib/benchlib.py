@@ -6,7 +6,7 @@ Subcommands:
   fio JSON                   print "iops bw_bytes io_bytes" of a one-job fio run
   xts-speed FILE             print "encrypt_Bps decrypt_Bps engine" from cryptvol-xts-speed
   openssl FILE               print bytes/s from `openssl speed -evp ...` output
-  report META FIO CRYPTO     print the Markdown report; exit 1 with --strict
+  report META FIO CRYPTO WF  print the Markdown report; exit 1 with --strict
                              when a target is missed
 """
 
@@ -123,6 +123,12 @@ LABELS = {
 }
 
 
+# A snapshot create/restore should run at disk-copy speed (issue 5), a
+# re-encrypting copy at 3x `qemu-img convert` (issue 6).
+SNAPSHOT_TARGET = 1.0
+REENCRYPT_TARGET = 3.0
+
+
 def read_meta(path):
     meta = {}
     for line in open(path, encoding="utf-8"):
@@ -157,7 +163,61 @@ def fmt_ratio(num, den, target):
     return text, met
 
 
-def report(meta_path, fio_path, crypto_path, strict):
+# Workflow rows: (id, title, peer id, peer title, target ratio peer/cryptvol).
+WORKFLOWS = [
+    ("snap-create", "snapshot create, full 1 GiB", "disk-copy", "cp + sync of the volume file",
+     SNAPSHOT_TARGET),
+    ("snap-restore", "restore 1 GiB from snapshot", "disk-copy", "cp + sync of the volume file",
+     SNAPSHOT_TARGET),
+    ("reenc", "re-encrypt copy, 1 GiB (`volume copy --kms-key-id`)", "qemu-reenc",
+     "`qemu-img convert` LUKS → LUKS, new key", REENCRYPT_TARGET),
+]
+
+
+def workflows(p, targets, meta, wf_path, stat):
+    """Appends the workflow table (seconds, lower is better) and its targets."""
+    secs, extra = {}, {}
+    try:
+        for line in open(wf_path, encoding="utf-8"):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 3:
+                secs.setdefault(parts[1], []).append(float(parts[2]))
+            if len(parts) == 4:
+                extra[parts[1]] = int(parts[3])
+    except FileNotFoundError:
+        return
+    if not secs:
+        return
+    # Seconds: lower is better, so "best" is the minimum here.
+    def val(key):
+        vals = [v for v in secs.get(key, []) if not math.isnan(v)]
+        if not vals:
+            return math.nan
+        return min(vals) if stat == "best" else statistics.median(vals)
+
+    def s(v):
+        return "error" if math.isnan(v) else f"{v:.2f} s"
+
+    p("")
+    p(f"## Workflows (fully written 1 GiB volume, {meta.get('wf_rounds', '?')} interleaved "
+      f"round(s), {stat}; each ends with `sync -f` on its output)")
+    p("")
+    p("| workflow | cryptvol | peer | peer time | peer / cryptvol |")
+    p("| --- | ---: | --- | ---: | ---: |")
+    for wid, title, peer, peer_title, target in WORKFLOWS:
+        c, d = val(wid), val(peer)
+        text, met = fmt_ratio(d, c, target)
+        p(f"| {title} | {s(c)} | {peer_title} | {s(d)} | {text} (target ≥ {target:g}x) |")
+        targets.append((f"{title}: {text.strip('*')} of {peer_title} (target ≥ {target:g}x)",
+                        met))
+    if "snap-incr" in secs:
+        added = extra.get("snap-incr")
+        mib = "?" if added is None else f"{added / 2**20:.1f} MiB"
+        p(f"| incremental snapshot after 16 MiB rewritten | {s(val('snap-incr'))} | "
+          f"(adds {mib}) | | |")
+
+
+def report(meta_path, fio_path, crypto_path, wf_path, strict):
     meta = read_meta(meta_path)
     stat = meta.get("stat", "median")
     servers = meta.get("servers", "").split()
@@ -187,10 +247,11 @@ def report(meta_path, fio_path, crypto_path, strict):
     engine = meta.get("engine", "?")
     p(f"- cryptvol: {meta.get('rev', '?')}" + ("" if engine == "?" else f"; XTS engine {engine}"))
     p(f"- tools: {meta.get('tools', '?')}")
-    p(f"- method: fio `nbd` engine, 1 job, time-based {meta.get('seconds', '?')} s per cell, "
-      f"{meta.get('rounds', '?')} interleaved round(s) (every server back to back per workload, "
-      f"server order rotated each round), {stat} per cell; every export is 1 GiB, "
-      f"filled with random data first; all servers on 127.0.0.1 TCP")
+    if servers:
+        p(f"- method: fio `nbd` engine, 1 job, time-based {meta.get('seconds', '?')} s per cell, "
+          f"{meta.get('rounds', '?')} interleaved round(s) (every server back to back per workload, "
+          f"server order rotated each round), {stat} per cell; every export is 1 GiB, "
+          f"filled with random data first; all servers on 127.0.0.1 TCP")
     p("")
 
     if servers:
@@ -281,6 +342,8 @@ def report(meta_path, fio_path, crypto_path, strict):
                                 f"(target ≥ {CRYPTO_TARGET:g}x)", met))
         p(f"| **cryptvol / openssl** (target ≥ {CRYPTO_TARGET:g}x) | {row[0]} | {row[1]} |")
 
+    workflows(p, targets, meta, wf_path, stat)
+
     misses = [desc for desc, met in targets if met is not True]
     p("")
     if misses:
@@ -310,8 +373,8 @@ def main(argv):
         xts_speed(args[0])
     elif cmd == "openssl" and len(args) == 1:
         openssl_speed(args[0])
-    elif cmd == "report" and len(args) in (3, 4):
-        report(args[0], args[1], args[2], strict=len(args) == 4 and args[3] == "--strict")
+    elif cmd == "report" and len(args) in (4, 5):
+        report(*args[:4], strict=len(args) == 5 and args[4] == "--strict")
     else:
         die(f"bad arguments: {' '.join(argv)}")
 

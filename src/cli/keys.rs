@@ -74,7 +74,10 @@ pub fn snapshot_copy(ctx: &Context, a: SnapshotCopyArgs) -> anyhow::Result<()> {
         caller: &dst_kms.caller,
     };
     let t0 = std::time::Instant::now();
-    let info = crate::snapshot::copy::copy(src, dst, &a.snapshot, &opts)?;
+    let bar = super::progress::Reporter::new("copy");
+    let info = crate::snapshot::copy::copy(src, dst, &a.snapshot, &opts, &bar);
+    bar.finish();
+    let info = info?;
     let secs = t0.elapsed().as_secs_f64();
     ctx.emit(&info, || {
         format!(
@@ -112,13 +115,17 @@ pub fn volume_copy(ctx: &Context, a: VolumeCopyArgs) -> anyhow::Result<()> {
         KeySource::Unencrypted
     };
     let t0 = std::time::Instant::now();
-    let (info, bytes) = store.copy(
+    let bar = super::progress::Reporter::new("copy");
+    let copied = store.copy(
         kms.service.as_ref(),
         &kms.caller,
         &a.volume,
         &a.new_name,
         key,
-    )?;
+        &bar,
+    );
+    bar.finish();
+    let (info, bytes) = copied?;
     let secs = t0.elapsed().as_secs_f64();
     ctx.emit(&info, || {
         format!(

@@ -6,6 +6,7 @@ mod iam;
 mod keys;
 mod kms;
 mod kms_serve;
+mod progress;
 mod serve;
 mod size;
 mod snapshot;

@@ -50,7 +50,9 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<()> {
                         let kms = ctx.key_service()?;
                         let vol =
                             vols.attach(kms.service.as_ref(), &kms.caller, &v.volume_id, false)?;
-                        let s = crate::snapshot::create::create(&store, &vol, &description);
+                        let bar = super::progress::Reporter::new("snapshot");
+                        let s = crate::snapshot::create::create(&store, &vol, &description, &bar);
+                        bar.finish();
                         vol.detach()?;
                         s?
                     }

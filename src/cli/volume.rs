@@ -103,15 +103,15 @@ pub fn run(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
                 size: a.new.size,
                 kms_key_id: a.new.kms_key_id.clone(),
             };
-            let info = crate::snapshot::restore::restore(
-                &snaps,
-                &store,
-                kms.service.as_ref(),
-                &kms.caller,
-                snap,
-                &a.name,
-                &opts,
-            )?;
+            let bar = super::progress::Reporter::new("restore");
+            let src = crate::snapshot::copy::Side {
+                store: &snaps,
+                kms: kms.service.as_ref(),
+                caller: &kms.caller,
+            };
+            let info = crate::snapshot::restore::restore(src, &store, snap, &a.name, &opts, &bar);
+            bar.finish();
+            let info = info?;
             ctx.emit(&info, || describe_text(&info))
         }
         VolumeCommand::Create(a) => {

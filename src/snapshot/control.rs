@@ -58,7 +58,12 @@ pub async fn serve(
                 Ok(_) => match serde_json::from_str::<Request>(&line) {
                     Ok(Request::Snapshot { description }) => {
                         let r = tokio::task::spawn_blocking(move || {
-                            super::create::create(&store, &volume, &description)
+                            super::create::create(
+                                &store,
+                                &volume,
+                                &description,
+                                &crate::progress::Silent,
+                            )
                         })
                         .await;
                         match r {

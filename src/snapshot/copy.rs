@@ -15,6 +15,7 @@
 //! marker, so running the same command after a crash resumes: same key,
 //! same snapshot id, and chunks already stored are found, not rewritten.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -28,6 +29,7 @@ use crate::crypto::{DataKey, DATA_KEY_LEN};
 use crate::fsutil::FileLock;
 use crate::kms::arn::KeyRef;
 use crate::kms::service::{Caller, EncryptionContext, KeyService};
+use crate::progress::Progress;
 use crate::volume::file::is_zero;
 use crate::volume::reencrypt::{parallel, transcode};
 use crate::volume::CONTEXT_KEY;
@@ -66,6 +68,7 @@ pub fn copy(
     dst: Side<'_>,
     id: &str,
     opts: &CopyOptions,
+    progress: &dyn Progress,
 ) -> Result<SnapshotInfo, Error> {
     let cross_region = src.store.region() != dst.store.region();
     // Refuse a key from the wrong region before doing any work.
@@ -118,7 +121,7 @@ pub fn copy(
         .unwrap_or_else(|| format!("Copied for DestinationSnapshot from {id}"));
 
     if keep_key || (!m.encrypted && target_arn.is_none()) {
-        return copy_same_key(src, dst, &m, old_mac.as_ref(), &description);
+        return copy_same_key(src, dst, &m, old_mac.as_ref(), &description, progress);
     }
     reencrypt_copy(
         src,
@@ -127,6 +130,7 @@ pub fn copy(
         old.as_ref(),
         target_key.as_deref().unwrap_or_default(),
         &description,
+        progress,
     )
 }
 
@@ -138,21 +142,27 @@ fn copy_same_key(
     m: &Manifest,
     mac: Option<&crate::crypto::SecretBytes>,
     description: &str,
+    progress: &dyn Progress,
 ) -> Result<SnapshotInfo, Error> {
     let _gc = dst.store.gc_lock(false)?;
-    let mut added = 0u64;
+    let added = AtomicU64::new(0);
     if src.store.region() != dst.store.region() {
-        for (_, h) in &m.chunks {
+        progress.start(manifest_bytes(m));
+        parallel(m.chunks.len(), |i| -> Result<(), Error> {
+            let (c, h) = &m.chunks[i];
             let data = src.store.chunks().get(h).map_err(|source| Error::Chunk {
                 id: m.snapshot_id.clone(),
                 source,
             })?;
             if dst.store.chunks().put(h, &data)? {
-                added += data.len() as u64;
+                added.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
-        }
+            progress.advance(chunk_len(m, *c));
+            Ok(())
+        })?;
         dst.store.chunks().sync()?;
     }
+    let added = added.into_inner();
     let now = now_rfc3339();
     let new = Manifest {
         snapshot_id: new_snapshot_id(),
@@ -250,6 +260,7 @@ fn reencrypt_copy(
     old: Option<&SectorCipher>,
     target_key: &str,
     description: &str,
+    progress: &dyn Progress,
 ) -> Result<SnapshotInfo, Error> {
     let _gc = dst.store.gc_lock(false)?;
     dst.store.ensure_dirs()?;
@@ -285,7 +296,8 @@ fn reencrypt_copy(
     let mac = crate::crypto::kdf::snapshot_mac_key(key.expose());
     let ss = m.sector_size as usize;
     let results: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::with_capacity(m.chunks.len()));
-    let added = std::sync::atomic::AtomicU64::new(0);
+    let added = AtomicU64::new(0);
+    progress.start(manifest_bytes(m));
     parallel(m.chunks.len(), |i| -> Result<(), Error> {
         let (c, h) = &m.chunks[i];
         let mut data = src.store.chunks().get(h).map_err(|source| Error::Chunk {
@@ -293,12 +305,13 @@ fn reencrypt_copy(
             source,
         })?;
         transcode(old, Some(&new), c * m.chunk_size / ss as u64, ss, &mut data);
+        progress.advance(chunk_len(m, *c));
         if is_zero(&data) {
             return Ok(());
         }
         let hash = chunk_hash(&data);
         if dst.store.chunks().put(&hash, &data)? {
-            added.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            added.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         results
             .lock()
@@ -335,4 +348,14 @@ fn reencrypt_copy(
         tracing::info!(snapshot = %new_id, "resumed an interrupted copy");
     }
     Ok(SnapshotInfo::from_manifest(&manifest))
+}
+
+/// The volume bytes chunk `c` of `m` covers (the last may be short).
+fn chunk_len(m: &Manifest, c: u64) -> u64 {
+    m.chunk_size.min(m.size.saturating_sub(c * m.chunk_size))
+}
+
+/// The volume bytes all of `m`'s stored chunks cover: a copy's total work.
+fn manifest_bytes(m: &Manifest) -> u64 {
+    m.chunks.iter().map(|(c, _)| chunk_len(m, *c)).sum()
 }

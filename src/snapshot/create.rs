@@ -17,17 +17,20 @@ use super::chunks::{chunk_hash, ChunkStore, LocalChunkStore};
 use super::manifest::{Manifest, State};
 use super::{new_snapshot_id, now_rfc3339, Error, PendingMarker, SnapshotInfo, SnapshotStore};
 use crate::fsutil::FileLock;
+use crate::progress::Progress;
 use crate::volume::cbt::CHUNK_SIZE;
 use crate::volume::file::is_zero;
 use crate::volume::header::Cipher;
 use crate::volume::reencrypt::parallel;
 use crate::volume::Volume;
 
-/// Snapshots `volume` (attached by this process) into `store`.
+/// Snapshots `volume` (attached by this process) into `store`, telling
+/// `progress` about the chunks it reads.
 pub fn create(
     store: &SnapshotStore,
     volume: &Volume,
     description: &str,
+    progress: &dyn Progress,
 ) -> Result<SnapshotInfo, Error> {
     let h = volume.header();
     let id = new_snapshot_id();
@@ -56,7 +59,7 @@ pub fn create(
     )?;
     let _live = FileLock::exclusive(&pending)?;
 
-    let result = capture_and_write(store, volume, &id, &marker);
+    let result = capture_and_write(store, volume, &id, &marker, progress);
     let _ = std::fs::remove_file(&pending);
     result
 }
@@ -66,6 +69,7 @@ fn capture_and_write(
     volume: &Volume,
     id: &str,
     marker: &PendingMarker,
+    progress: &dyn Progress,
 ) -> Result<SnapshotInfo, Error> {
     let h = volume.header();
     let key = volume.snapshot_mac_key();
@@ -97,8 +101,11 @@ fn capture_and_write(
 
     // Save every needed chunk not already saved by a writer (copy-on-write).
     let todo = cap.chunks();
+    let chunk_len = |c: u64| CHUNK_SIZE.min(h.size - c * CHUNK_SIZE);
+    progress.start(todo.iter().map(|&c| chunk_len(c)).sum());
     let _ = parallel(todo.len(), |i| -> Result<(), std::convert::Infallible> {
         cap.save(todo[i], |c, buf| volume.read_raw_chunk(c, buf));
+        progress.advance(chunk_len(todo[i]));
         Ok(())
     });
     let saved = match cap
@@ -125,10 +132,7 @@ fn capture_and_write(
             None => map.remove(&c),
         };
     }
-    let data_bytes = map
-        .keys()
-        .map(|&c| CHUNK_SIZE.min(h.size - c * CHUNK_SIZE))
-        .sum();
+    let data_bytes = map.keys().map(|&c| chunk_len(c)).sum();
     let encrypted = h.cipher != Cipher::None;
     let m = Manifest {
         snapshot_id: id.to_string(),

@@ -95,14 +95,14 @@ pub struct RestoreOptions {
 
 /// Creates volume `name` from snapshot `id`.
 pub fn restore(
-    store: &SnapshotStore,
+    src: super::copy::Side<'_>,
     volumes: &VolumeStore,
-    kms: &dyn KeyService,
-    caller: &Caller,
     id: &str,
     name: &str,
     opts: &RestoreOptions,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<VolumeInfo, Error> {
+    let super::copy::Side { store, kms, caller } = src;
     let Opened {
         manifest: m,
         cipher: old,
@@ -153,6 +153,8 @@ pub fn restore(
         key,
         id,
         |nv: &NewVolume<'_>| {
+            let chunk_len = |c: u64| CHUNK_SIZE.min(m.size.saturating_sub(c * CHUNK_SIZE));
+            progress.start(m.chunks.iter().map(|(c, _)| chunk_len(*c)).sum());
             crate::volume::reencrypt::parallel(m.chunks.len(), |i| {
                 let (c, hash) = &m.chunks[i];
                 restore_chunk(chunks, nv, old.as_ref(), reencrypt, &m, *c, hash).map_err(|e| {
@@ -160,7 +162,9 @@ pub fn restore(
                         what: format!("restoring from {id}"),
                         source: std::io::Error::other(e.to_string()),
                     }
-                })
+                })?;
+                progress.advance(chunk_len(*c));
+                Ok(())
             })
         },
     );

@@ -536,6 +536,7 @@ impl VolumeStore {
         source: &str,
         name: &str,
         key: KeySource,
+        progress: &dyn crate::progress::Progress,
     ) -> Result<(VolumeInfo, u64), Error> {
         let src = self.attach(kms, caller, source, false)?;
         let h = src.header().clone();
@@ -549,7 +550,7 @@ impl VolumeStore {
             key,
             &h.origin_snapshot,
             |nv| {
-                copied = reencrypt::copy_into(&src, nv)?;
+                copied = reencrypt::copy_into(&src, nv, progress)?;
                 Ok(())
             },
         )?;

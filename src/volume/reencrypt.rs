@@ -15,6 +15,16 @@ use super::file::is_zero;
 use super::{Error, NewVolume, Volume};
 use crate::blockdev::BlockDevice;
 use crate::crypto::xts::SectorCipher;
+use crate::progress::Progress;
+
+/// Reports a chunk's bytes as done when dropped, on every way out.
+struct Advance<'a>(&'a dyn Progress, u64);
+
+impl Drop for Advance<'_> {
+    fn drop(&mut self) {
+        self.0.advance(self.1);
+    }
+}
 
 /// Re-encrypts whole sectors in place from `old` to `new` (either may be
 /// `None`: plaintext). All-zero sectors stay zero: they are holes, not data.
@@ -78,15 +88,17 @@ pub fn parallel<E: Send>(n: usize, job: impl Fn(usize) -> Result<(), E> + Sync) 
 
 /// Copies the data area of `src` into a new volume, re-encrypting every
 /// written chunk under the new volume's cipher. Returns bytes re-encrypted.
-pub fn copy_into(src: &Volume, dst: &NewVolume<'_>) -> Result<u64, Error> {
+pub fn copy_into(src: &Volume, dst: &NewVolume<'_>, progress: &dyn Progress) -> Result<u64, Error> {
     let size = src.header().size;
     let ss = src.header().sector_size as usize;
     let chunks = size.div_ceil(CHUNK_SIZE) as usize;
     let done = AtomicU64::new(0);
+    progress.start(size);
     parallel(chunks, |i| -> Result<(), Error> {
         let c = i as u64;
         // Skip chunks with no storage behind them at all.
         let len = CHUNK_SIZE.min(size - c * CHUNK_SIZE);
+        let _done_when_returning = Advance(progress, len);
         let map = src
             .block_status(c * CHUNK_SIZE, len)
             .map_err(|e| Error::Io {
