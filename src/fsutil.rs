@@ -188,6 +188,61 @@ pub fn create_new_atomic(path: &Path, contents: &[u8]) -> Result<bool, FsError> 
     }
 }
 
+/// What [`ensure_private`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Private {
+    /// A file of secrets or key-store state: no group/other bits at all.
+    File,
+    /// A directory of such files: no group/other bits at all.
+    Dir,
+    /// A directory that may be listed by others but not changed by them
+    /// (the data dir: its key files are private on their own, but whoever
+    /// can write the directory can swap them).
+    DirNotWritable,
+}
+
+/// Refuses a key-store file or directory that group or others may read or
+/// write (or change, for [`Private::DirNotWritable`]), or that another user
+/// owns: a `cp` without `-p`, a permissive umask or a restore from a backup
+/// can leave one so, and silently using it would hide that the secrets may
+/// be exposed. The error names the path, its mode or owner, and the fix. A
+/// path that does not exist passes (cryptvol creates it private).
+pub fn ensure_private(path: &Path, kind: Private) -> Result<(), FsError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FsError::new("inspect", path, e)),
+    };
+    let mode = meta.mode() & 0o7777;
+    let (bad_bits, fix, exposure) = match kind {
+        Private::File => (0o077, "chmod 600", "read or change it"),
+        Private::Dir => (0o077, "chmod 700", "list or change what it holds"),
+        Private::DirNotWritable => (0o022, "chmod go-w", "replace the files in it"),
+    };
+    let refuse = |why: String| {
+        FsError::new(
+            "use",
+            path,
+            io::Error::new(io::ErrorKind::PermissionDenied, why),
+        )
+    };
+    if mode & bad_bits != 0 {
+        return Err(refuse(format!(
+            "it has mode {mode:04o}, so other users can {exposure}, and cryptvol refuses to use              it. Restrict it with `{fix} {}` (and treat the keys as exposed if others could read              them)",
+            path.display()
+        )));
+    }
+    let (owner, me) = (meta.uid(), crate::secmem::effective_uid());
+    if owner != me && owner != 0 {
+        return Err(refuse(format!(
+            "it belongs to uid {owner}, but cryptvol runs as uid {me}; the owner could change              it, so cryptvol refuses to use it. Run cryptvol as its owner, or take it over with              `chown {me} {}`",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a whole file, naming the path in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
     fs::read(path).map_err(|e| FsError::new("read", path, e))
@@ -337,6 +392,60 @@ mod tests {
         assert!(
             err.to_string().to_lowercase().contains("not a directory"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn ensure_private_refuses_group_or_other_access_naming_mode_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("keys.json");
+        assert!(ensure_private(&f, Private::File).is_ok(), "missing passes");
+        fs::write(&f, b"{}").unwrap();
+        for mode in [0o640, 0o604, 0o620, 0o602, 0o660, 0o644] {
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+            let msg = ensure_private(&f, Private::File).unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!("{mode:04o}"))
+                    && msg.contains(&format!("chmod 600 {}", f.display())),
+                "{msg}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+            ensure_private(&f, Private::File).unwrap();
+        }
+        let d = dir.path().join("kms");
+        create_private_dir_all(&d).unwrap();
+        ensure_private(&d, Private::Dir).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
+        let msg = ensure_private(&d, Private::Dir).unwrap_err().to_string();
+        assert!(msg.contains("0750") && msg.contains("chmod 700"), "{msg}");
+        // The data dir may be listable, not writable.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private(&d, Private::DirNotWritable).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o775)).unwrap();
+        let msg = ensure_private(&d, Private::DirNotWritable)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("0775") && msg.contains("chmod go-w"), "{msg}");
+    }
+
+    #[test]
+    fn ensure_private_refuses_files_owned_by_another_user() {
+        if crate::secmem::effective_uid() != 0 {
+            eprintln!("SKIPPED ensure_private_refuses_files_owned_by_another_user: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("root.key");
+        fs::write(&f, [0u8; 32]).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        // Root's own files pass; one that uid 65534 owns (and could rewrite) does not.
+        std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+        let msg = ensure_private(&f, Private::File).unwrap_err().to_string();
+        assert!(
+            msg.contains("uid 65534") && msg.contains("chown 0"),
+            "{msg}"
         );
     }
 

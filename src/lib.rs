@@ -16,6 +16,8 @@
 //! - [`nbd`]: the NBD protocol and server (fixed newstyle, structured
 //!   replies, block status, concurrent requests).
 //! - [`fsutil`]: durable atomic file writes and private permissions.
+//! - [`secmem`]: locked, never-dumped memory for keys; non-dumpable
+//!   processes (the one module that calls libc for secrets).
 //! - [`cli`]: the `cryptvol` command line.
 //!
 //! # Threat model, in brief
@@ -36,5 +38,6 @@ pub mod fsutil;
 pub mod kms;
 pub mod nbd;
 pub mod progress;
+pub mod secmem;
 pub mod snapshot;
 pub mod volume;

@@ -83,6 +83,7 @@ pub fn run_group(ctx: &Context, cmd: KmsGroup) -> anyhow::Result<()> {
 }
 
 pub fn run(ctx: &Context, args: KmsServeArgs) -> anyhow::Result<()> {
+    super::harden_server_process();
     let kms = ctx.kms()?;
     let account = kms.account_id().to_owned();
     let iam = Iam::open(&ctx.data_dir)?;

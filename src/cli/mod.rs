@@ -210,6 +210,17 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// For the long-running servers (`serve`, `kms serve`), which hold keys for
+/// hours: no core dumps, and no reading their memory through `/proc` or
+/// ptrace by other processes of the same user. Key pages are left out of
+/// dumps in every command anyway ([`crate::secmem`]); this covers the
+/// rest of the heap (request buffers that held plaintext, for instance).
+pub(crate) fn harden_server_process() {
+    if let Err(e) = crate::secmem::disable_core_dumps() {
+        tracing::warn!("cannot mark this process non-dumpable (prctl PR_SET_DUMPABLE: {e})");
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.verbose);

@@ -50,6 +50,7 @@ struct Attached {
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
+    super::harden_server_process();
     let handle = ctx.key_service()?;
     let (kms, caller) = (handle.service.as_ref(), &handle.caller);
     let store = ctx.volumes();

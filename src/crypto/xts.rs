@@ -38,6 +38,7 @@ use aes::Aes256;
 use super::secret::DataKey;
 #[cfg(target_arch = "x86_64")]
 use super::xts_x86;
+use crate::secmem::Locked;
 
 /// AES block size in bytes.
 const BLOCK: usize = 16;
@@ -223,11 +224,11 @@ impl Portable {
     }
 }
 
-/// An engine with its expanded keys. The x86 engines box their key
-/// schedules and zeroize them on drop.
+/// An engine with its expanded keys, on locked, never-dumped pages
+/// ([`Locked`]), zeroized on drop.
 #[derive(Clone)]
 enum Engine {
-    Portable(Box<Portable>),
+    Portable(Locked<Portable>),
     #[cfg(target_arch = "x86_64")]
     AesNi(xts_x86::AesNi),
     #[cfg(target_arch = "x86_64")]
@@ -277,7 +278,7 @@ impl SectorCipher {
             .expect("BUG: half of a 64-byte key is 32 bytes");
         let ss = sector_size as usize;
         let engine = match engine {
-            XtsEngine::Portable => Some(Engine::Portable(Box::new(Portable::new(k1, k2)))),
+            XtsEngine::Portable => Some(Engine::Portable(Locked::new(Portable::new(k1, k2)))),
             #[cfg(target_arch = "x86_64")]
             XtsEngine::AesNi => xts_x86::AesNi::new(k1, k2, ss).map(Engine::AesNi),
             #[cfg(target_arch = "x86_64")]
@@ -294,6 +295,18 @@ impl SectorCipher {
 
     pub fn sector_size(&self) -> u32 {
         self.sector_size as u32
+    }
+
+    /// Where the expanded keys live (tests check their pages' flags).
+    #[cfg(test)]
+    fn key_addr(&self) -> usize {
+        match &self.engine {
+            Engine::Portable(e) => e.addr(),
+            #[cfg(target_arch = "x86_64")]
+            Engine::AesNi(e) => e.key_addr(),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(e) => e.key_addr(),
+        }
     }
 
     /// The engine this cipher runs on.
@@ -567,6 +580,15 @@ mod tests {
             c.encrypt_sectors(1, &mut a).unwrap();
             c.encrypt_sectors(2, &mut b).unwrap();
             assert_ne!(a, b, "engine {}", c.engine());
+        }
+    }
+
+    #[test]
+    fn every_engine_keeps_its_round_keys_on_locked_undumped_pages() {
+        for c in every_engine(&DataKey::random(), 4096) {
+            crate::secmem::tests::assert_protected(c.key_addr(), &format!("{} keys", c.engine()));
+            let copy = c.clone();
+            crate::secmem::tests::assert_protected(copy.key_addr(), "cloned keys");
         }
     }
 }

@@ -31,6 +31,8 @@ use core::arch::x86_64::*;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::secmem::Locked;
+
 /// AES-256 rounds; a schedule has `ROUNDS + 1` round keys.
 const ROUNDS: usize = 14;
 /// Sectors whose first tweaks are computed together.
@@ -41,8 +43,9 @@ const POLY: i64 = 0x87;
 
 type Schedule = [__m128i; ROUNDS + 1];
 
-/// The expanded keys of one volume. Boxed by its owners, so moving a
-/// cipher does not leave copies of the round keys behind.
+/// The expanded keys of one volume. Kept on locked, never-dumped pages
+/// ([`Locked`]) and expanded there in place, so neither moving a cipher nor
+/// building one leaves copies of the round keys behind.
 ///
 /// XXX: the kernels load round keys into registers, and the compiler
 /// spills some to the stack (the VAES kernel all of them, broadcast to 256
@@ -61,9 +64,9 @@ impl Keys {
     /// Expands both halves of an XTS key. Calling it from code not itself
     /// compiled for AES-NI is `unsafe`: the CPU must have been checked.
     #[target_feature(enable = "aes")]
-    fn new(k1: &[u8; 32], k2: &[u8; 32]) -> Box<Self> {
+    fn new(k1: &[u8; 32], k2: &[u8; 32]) -> Locked<Self> {
         let zero = _mm_setzero_si128();
-        let mut keys = Box::new(Keys {
+        let mut keys = Locked::new(Keys {
             enc: [zero; ROUNDS + 1],
             dec: [zero; ROUNDS + 1],
             tweak: [zero; ROUNDS + 1],
@@ -409,7 +412,7 @@ const STEP_BYTES: usize = 16 * 2 * VAES_LANES;
 /// Expanded keys and the sector size they serve, checked to fit the kernels.
 #[derive(Clone)]
 struct Keyed {
-    keys: Box<Keys>,
+    keys: Locked<Keys>,
     sector_size: usize,
 }
 
@@ -431,6 +434,12 @@ impl Keyed {
 pub(super) struct AesNi(Keyed);
 
 impl AesNi {
+    /// Where the round keys live (tests check their pages' flags).
+    #[cfg(test)]
+    pub(super) fn key_addr(&self) -> usize {
+        self.0.keys.addr()
+    }
+
     /// Whether this CPU can run the engine.
     pub(super) fn detected() -> bool {
         is_x86_feature_detected!("aes")
@@ -465,6 +474,12 @@ impl AesNi {
 pub(super) struct Vaes(Keyed);
 
 impl Vaes {
+    /// Where the round keys live (tests check their pages' flags).
+    #[cfg(test)]
+    pub(super) fn key_addr(&self) -> usize {
+        self.0.keys.addr()
+    }
+
     /// Whether this CPU can run the engine.
     pub(super) fn detected() -> bool {
         is_x86_feature_detected!("aes")

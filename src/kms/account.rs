@@ -44,6 +44,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<String, KmsError> {
         // If another process won the race, its id is the one we read below.
         fsutil::create_new_atomic(&path, &json)?;
     }
+    fsutil::ensure_private(&path, fsutil::Private::File)?;
     let bytes = fsutil::read(&path)?;
     let record: AccountFile =
         serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, &e.to_string()))?;
@@ -80,8 +81,8 @@ mod tests {
     #[test]
     fn corrupt_account_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(ACCOUNT_FILE_NAME),
+        fsutil::write_atomic(
+            &dir.path().join(ACCOUNT_FILE_NAME),
             br#"{"AccountId":"12","CreationDate":0}"#,
         )
         .unwrap();

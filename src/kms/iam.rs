@@ -207,8 +207,10 @@ impl Iam {
             .map(PathBuf::from);
         let root = RootKey::load_or_create(data_dir, from_env.as_deref())?;
         let account_id = account::load_or_create(data_dir)?;
+        let path = data_dir.join(IAM_FILE_NAME);
+        fsutil::ensure_private(&path, fsutil::Private::File)?;
         Ok(Iam {
-            path: data_dir.join(IAM_FILE_NAME),
+            path,
             lock_path: data_dir.join(IAM_LOCK_NAME),
             account_id,
             seal_key: root.derive(SEAL_PURPOSE),

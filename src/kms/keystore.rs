@@ -119,6 +119,8 @@ impl KeyStore {
         arn::validate_region(region)?;
         let dir = region_dir(data_dir, region);
         fsutil::create_private_dir_all(&dir)?;
+        fsutil::ensure_private(&dir, fsutil::Private::Dir)?;
+        fsutil::ensure_private(&dir.join(KEYS_FILE_NAME), fsutil::Private::File)?;
         let mac_key = root.derive(STORE_MAC_PURPOSE);
         let store = KeyStore {
             data_dir: data_dir.to_path_buf(),

@@ -14,11 +14,9 @@
 //! variable that does not exist is an error, not a reason to make a new key:
 //! a typo there must not quietly orphan every existing key.
 //!
-//! XXX: the file's owner is not compared with the process's user (that
-//! needs `geteuid`, i.e. `unsafe`, which `lib.rs` forbids); the mode check
-//! is what protects it today.
+//! A file another user owns is refused too (that user could replace it),
+//! and so is a data dir others may write (they could swap the file).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::KmsError;
@@ -64,6 +62,7 @@ impl RootKey {
             return RootKey::load(path);
         }
         fsutil::create_private_dir_all(data_dir)?;
+        fsutil::ensure_private(data_dir, fsutil::Private::DirNotWritable)?;
         let path = data_dir.join(ROOT_KEY_FILE_NAME);
         if !path.exists() {
             let fresh = SecretBytes::random(ROOT_KEY_LEN);
@@ -84,15 +83,7 @@ impl RootKey {
                 path.display()
             )));
         }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KmsError::Internal(format!(
-                "root key file {0} has mode {mode:04o}, so other users can read or change it; \
-                 cryptvol refuses to use it. Restrict it with `chmod 600 {0}` (and consider the \
-                 key exposed if others could read it)",
-                path.display()
-            )));
-        }
+        fsutil::ensure_private(path, fsutil::Private::File)?;
         let key = SecretBytes::new(fsutil::read(path)?);
         if key.len() != ROOT_KEY_LEN {
             return Err(KmsError::Internal(format!(
@@ -143,6 +134,7 @@ impl RootKey {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn generates_a_private_key_once_and_reuses_it() {
