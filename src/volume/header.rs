@@ -17,7 +17,7 @@
 //!      name, kms_key_arn, region, wrapped_data_key, origin_snapshot,
 //!      encryption context (u32 pair count, then per pair u32 len + key, u32 len + value; keys sorted)
 //!  77 + var_len: SHA-256 over bytes 0 .. 77 + var_len            (32 bytes)
-//!  rest of the slot: zero
+//!  rsvd: zero; rest of the slot: zero
 //! ```
 //!
 //! `body_len` counts bytes 16 .. 77 + var_len, so a reader knows where the
@@ -226,6 +226,15 @@ impl Header {
                 "encrypted flag disagrees with the cipher".into(),
             ));
         }
+        // Reserved bytes are written as zero; a release that gives them a
+        // meaning will say so with a new version or flag. Accepting other
+        // values would let two different slots decode to one header.
+        let reserved = &slot[CIPHER_OFFSET + 1..CREATED_OFFSET];
+        if reserved.iter().any(|&b| b != 0) {
+            return Err(HeaderError::Corrupt(format!(
+                "reserved bytes after the cipher are {reserved:02x?}, not zero"
+            )));
+        }
         let volume_id = utf8(&slot[VOLUME_ID_OFFSET..VARIABLE_OFFSET], "volume id")?;
         let mut r = VarReader {
             buf: &slot[VARIABLE_OFFSET..end],
@@ -241,6 +250,16 @@ impl Header {
         for _ in 0..pairs {
             let k = utf8(r.next("context key")?, "context key")?;
             let v = utf8(r.next("context value")?, "context value")?;
+            // Keys are written sorted and unique (a BTreeMap's order); a
+            // repeated key would otherwise silently drop a pair.
+            if encryption_context
+                .last_key_value()
+                .is_some_and(|(last, _): (&String, _)| *last >= k)
+            {
+                return Err(HeaderError::Corrupt(format!(
+                    "encryption context key {k:?} is out of order or repeated"
+                )));
+            }
             encryption_context.insert(k, v);
         }
         if r.pos != r.buf.len() {
@@ -447,6 +466,58 @@ mod tests {
         let mut s = slot;
         s[SIZE_OFFSET] ^= 1;
         assert_eq!(Header::decode(&s), Err(HeaderError::Checksum));
+    }
+
+    /// Re-seals a slot whose fields a test edited: new checksum, same length.
+    fn reseal(slot: &mut [u8]) {
+        let body_len = le_u32(slot, BODY_LEN_OFFSET) as usize;
+        let end = BODY_OFFSET + body_len;
+        let sum = Sha256::digest(&slot[..end]);
+        slot[end..end + CHECKSUM_LEN].copy_from_slice(&sum);
+    }
+
+    /// Found by the `volume_header` fuzz target: a non-zero reserved byte
+    /// after the cipher code was ignored, so two different slots decoded to
+    /// the same header (the input is kept in fuzz/corpus/volume_header).
+    #[test]
+    fn reserved_bytes_must_be_zero() {
+        for i in CIPHER_OFFSET + 1..CREATED_OFFSET {
+            let mut slot = sample().encode().unwrap();
+            slot[i] = 0xfc;
+            reseal(&mut slot);
+            match Header::decode(&slot) {
+                Err(HeaderError::Corrupt(m)) => assert!(m.contains("reserved"), "{m}"),
+                other => panic!("reserved byte {i} accepted: {other:?}"),
+            }
+        }
+        let mut slot = sample().encode().unwrap();
+        reseal(&mut slot);
+        assert_eq!(Header::decode(&slot).unwrap(), sample());
+    }
+
+    /// The context pairs must come sorted and unique, as the encoder
+    /// writes them: a repeated key would drop a pair without a word.
+    #[test]
+    fn context_keys_must_be_sorted_and_unique() {
+        let mut h = sample();
+        h.encryption_context = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
+        let good = h.encode().unwrap();
+        let at = |slot: &[u8], key: &[u8]| {
+            slot.windows(key.len() + 4)
+                .position(|w| w[..4] == [1, 0, 0, 0] && &w[4..] == key)
+                .unwrap()
+        };
+        for (from, to) in [(b"b", b"a"), (b"a", b"c")] {
+            let mut slot = good.clone();
+            let i = at(&slot, from);
+            slot[i + 4] = to[0];
+            reseal(&mut slot);
+            match Header::decode(&slot) {
+                Err(HeaderError::Corrupt(m)) => assert!(m.contains("out of order"), "{m}"),
+                other => panic!("context {from:?}->{to:?} accepted: {other:?}"),
+            }
+        }
+        assert_eq!(Header::decode(&good).unwrap(), h);
     }
 
     #[test]
