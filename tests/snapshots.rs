@@ -186,11 +186,12 @@ fn altered_manifest_or_chunk_is_detected_at_restore() {
     );
     std::fs::write(&manifest, &original).unwrap();
 
-    // 2. One chunk's bytes altered: its hash no longer matches.
+    // 2. One chunk's bytes altered (in its pack file): its hash no longer
+    // matches.
     let chunk = files_under(&snaps.join("chunks"))
         .into_iter()
-        .next()
-        .unwrap();
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .expect("a pack file");
     let mut bytes = std::fs::read(&chunk).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&chunk, &bytes).unwrap();

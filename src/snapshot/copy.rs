@@ -145,6 +145,7 @@ fn copy_same_key(
     progress: &dyn Progress,
 ) -> Result<SnapshotInfo, Error> {
     let _gc = dst.store.gc_lock(false)?;
+    dst.store.chunks().refresh()?;
     let added = AtomicU64::new(0);
     if src.store.region() != dst.store.region() {
         progress.start(manifest_bytes(m));
@@ -264,6 +265,7 @@ fn reencrypt_copy(
 ) -> Result<SnapshotInfo, Error> {
     let _gc = dst.store.gc_lock(false)?;
     dst.store.ensure_dirs()?;
+    dst.store.chunks().refresh()?;
     let CopyKey {
         snapshot_id: new_id,
         wrapped,

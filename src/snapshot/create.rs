@@ -36,6 +36,9 @@ pub fn create(
     let id = new_snapshot_id();
     let _gc = store.gc_lock(false)?;
     store.ensure_dirs()?;
+    // What is stored may have changed since this store was opened (a
+    // serving process snapshots many times); dedupe against the present.
+    store.chunks().refresh()?;
 
     // The pending marker, locked for as long as we work: if this process
     // dies, the lock goes with it and the snapshot lists as interrupted.

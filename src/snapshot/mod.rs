@@ -358,12 +358,9 @@ impl SnapshotStore {
                 report.interrupted_removed += 1;
             }
         }
-        for h in self.chunks.list()? {
-            if !live.contains(&h) {
-                self.chunks.delete(&h)?;
-                report.chunks_removed += 1;
-            }
-        }
+        let r = self.chunks.retain(&live)?;
+        report.chunks_removed = r.chunks_removed;
+        report.bytes_freed = r.bytes_freed;
         Ok(report)
     }
 }
@@ -372,6 +369,8 @@ impl SnapshotStore {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GcReport {
     pub chunks_removed: u64,
+    /// Storage given back (dropped chunks and leftovers of interrupted writes).
+    pub bytes_freed: u64,
     pub interrupted_removed: u64,
     /// A snapshot was being taken; collection was left for later.
     pub deferred: bool,
