@@ -257,7 +257,25 @@ impl Tracker {
             capture: RwLock::new(None),
         };
         if !read_only {
-            t.persist(false)?;
+            if let Err(e) = t.persist(false) {
+                // A full (or failing) disk must not keep a volume from
+                // attaching: that is how its owner reads the data back or
+                // frees space. No file means "everything changed", as
+                // conservative as `clean: false`, and removing one needs
+                // no space.
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(_) => return Err(e),
+                }
+                if let Some(dir) = path.parent() {
+                    crate::fsutil::sync_dir(dir)?;
+                }
+                tracing::warn!(
+                    "{e}; the next snapshot of this volume will read every chunk (its change \
+                     map could not be saved)"
+                );
+            }
         }
         Ok(t)
     }

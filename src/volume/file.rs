@@ -36,6 +36,11 @@ pub struct Volume {
     stripes: Vec<Mutex<()>>,
     tracker: Tracker,
     snapshot_mac_key: Option<crate::crypto::SecretBytes>,
+    /// The first failed `fdatasync`, kept for good. Linux reports a
+    /// write-back error to one `fsync` only and then drops the unwritten
+    /// pages, so a later `fsync` succeeds although acknowledged writes are
+    /// gone ("fsyncgate"); after one failure no flush may succeed again.
+    sync_failed: std::sync::OnceLock<(std::io::ErrorKind, String)>,
 }
 
 impl Volume {
@@ -58,6 +63,7 @@ impl Volume {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             tracker,
             snapshot_mac_key,
+            sync_failed: std::sync::OnceLock::new(),
         }
     }
 
@@ -221,8 +227,27 @@ impl Volume {
         }
     }
 
+    /// `fdatasync`, failing for good once it has failed (see `sync_failed`).
     fn sync(&self) -> Result<(), DeviceError> {
-        self.file.sync_data().map_err(DeviceError::from)
+        if let Some((kind, first)) = self.sync_failed.get() {
+            return Err(DeviceError::from(std::io::Error::new(
+                *kind,
+                format!(
+                    "an earlier flush of volume {} failed ({first}), so writes acknowledged \
+                     before it may be lost and no flush can succeed again; stop the server, \
+                     check the disk, and restart it",
+                    self.header.name
+                ),
+            )));
+        }
+        self.file.sync_data().map_err(|e| {
+            let _ = self.sync_failed.set((e.kind(), e.to_string()));
+            tracing::error!(
+                volume = %self.header.name,
+                "flush failed: {e}; every later flush will fail too"
+            );
+            DeviceError::from(e)
+        })
     }
 }
 
