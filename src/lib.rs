@@ -18,6 +18,7 @@
 //! - [`fsutil`]: durable atomic file writes and private permissions.
 //! - [`secmem`]: locked, never-dumped memory for keys; non-dumpable
 //!   processes (the one module that calls libc for secrets).
+//! - [`tlsconf`]: TLS server configurations from PEM files (NBD and KMS servers).
 //! - [`cli`]: the `cryptvol` command line.
 //!
 //! # Threat model, in brief
@@ -40,4 +41,5 @@ pub mod nbd;
 pub mod progress;
 pub mod secmem;
 pub mod snapshot;
+pub mod tlsconf;
 pub mod volume;

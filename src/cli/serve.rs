@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -11,7 +12,7 @@ use super::Context;
 use crate::blockdev::BlockDevice;
 use crate::kms::remote::attach::AttachGrant;
 use crate::kms::service::{Caller, KeyService};
-use crate::nbd::{Export, ServerConfig};
+use crate::nbd::{Export, ServerConfig, TlsPolicy};
 use crate::volume::{Volume, VolumeStore};
 
 /// The IANA-assigned NBD port.
@@ -36,9 +37,85 @@ pub struct ServeArgs {
     /// Export read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// Most simultaneous client connections.
-    #[arg(long, default_value_t = crate::nbd::DEFAULT_MAX_CONNECTIONS)]
+    /// Most simultaneous client connections; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = crate::nbd::DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_max_connections)]
     pub max_connections: usize,
+    /// Time a client gets to finish the NBD handshake, TLS included
+    /// (e.g. 10s, 1m); then it is disconnected.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub handshake_timeout: Duration,
+    /// TLS for NBD clients: off; on (clients may upgrade with
+    /// NBD_OPT_STARTTLS, plaintext clients still work); require (every
+    /// client must use TLS).
+    #[arg(long, value_enum, default_value_t = TlsMode::Off)]
+    pub tls: TlsMode,
+    /// Directory holding server-cert.pem, server-key.pem and (for
+    /// --tls-verify-peer) ca-cert.pem, laid out as for qemu-nbd and nbdkit.
+    #[arg(long, value_name = "DIR")]
+    pub tls_certificates: Option<PathBuf>,
+    /// Require client certificates signed by DIR/ca-cert.pem.
+    #[arg(long)]
+    pub tls_verify_peer: bool,
+}
+
+/// `--tls`: the NBD spec's three server modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    /// No TLS (NOTLS): STARTTLS is refused.
+    Off,
+    /// TLS if the client asks for it (SELECTIVETLS).
+    On,
+    /// TLS for every client (FORCEDTLS).
+    Require,
+}
+
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 10s or 1m)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+/// The TLS policy the flags ask for; certificates are loaded here, before
+/// any volume is attached, so that a bad directory fails fast.
+fn tls_policy(args: &ServeArgs) -> anyhow::Result<TlsPolicy> {
+    let dir = match (args.tls, &args.tls_certificates) {
+        (TlsMode::Off, None) if args.tls_verify_peer => {
+            anyhow::bail!("--tls-verify-peer needs TLS; add --tls on or --tls require")
+        }
+        (TlsMode::Off, None) => return Ok(TlsPolicy::Off),
+        (TlsMode::Off, Some(_)) => {
+            anyhow::bail!(
+                "--tls-certificates is given but TLS is off; add --tls on or --tls require"
+            )
+        }
+        (mode, None) => anyhow::bail!(
+            "--tls {} needs --tls-certificates DIR, a directory holding server-cert.pem and \
+             server-key.pem (and ca-cert.pem for --tls-verify-peer)",
+            if mode == TlsMode::On { "on" } else { "require" }
+        ),
+        (_, Some(dir)) => dir,
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--tls-certificates {}: not a directory; it must hold server-cert.pem and server-key.pem",
+            dir.display()
+        );
+    }
+    let acceptor = crate::nbd::tls::acceptor_from_dir(dir, args.tls_verify_peer)?;
+    Ok(match args.tls {
+        TlsMode::Require => TlsPolicy::Require(acceptor),
+        _ => TlsPolicy::Allow(acceptor),
+    })
 }
 
 /// One attached volume ready to serve.
@@ -51,6 +128,7 @@ struct Attached {
 
 pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     super::harden_server_process();
+    let tls = tls_policy(&args)?;
     let handle = ctx.key_service()?;
     let (kms, caller) = (handle.service.as_ref(), &handle.caller);
     let store = ctx.volumes();
@@ -83,6 +161,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     let mut cfg = ServerConfig::new(exports);
     cfg.max_connections = args.max_connections;
+    cfg.handshake_timeout = args.handshake_timeout;
+    let scheme = if matches!(tls, TlsPolicy::Off) {
+        "nbd"
+    } else {
+        "nbds"
+    };
+    cfg.tls = tls;
     let cfg = Arc::new(cfg);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +186,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             announce(
                 ctx,
                 &attached,
-                &format!("nbd+unix:///{{}}?socket={}", path.display()),
+                &format!("{scheme}+unix:///{{}}?socket={}", path.display()),
             );
             tokio::spawn(crate::nbd::serve_unix(l, cfg.clone(), stop_rx))
         } else {
@@ -114,7 +199,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
                     )
                 })?;
             let addr = l.local_addr()?;
-            announce(ctx, &attached, &format!("nbd://{addr}/{{}}"));
+            announce(ctx, &attached, &format!("{scheme}://{addr}/{{}}"));
             tokio::spawn(crate::nbd::serve_tcp(l, cfg.clone(), stop_rx))
         };
         // One control socket per volume, for live snapshots.

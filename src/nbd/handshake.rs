@@ -5,7 +5,7 @@
 //! Reads are unbuffered on purpose: the handshake is a few hundred bytes,
 //! and reading exactly what each step needs means no client bytes are ever
 //! stranded in a buffer when the stream is handed to the transmission phase
-//! (or, later, upgraded to TLS).
+//! or upgraded to TLS.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -42,6 +42,17 @@ pub enum HandshakeError {
     UnknownExport { name: String, available: String },
     #[error("client sent more than {0} options without choosing an export")]
     TooManyOptions(usize),
+    #[error("client did not set NBD_FLAG_C_FIXED_NEWSTYLE, which TLS needs, and this server requires TLS")]
+    TlsNeedsFixedNewstyle,
+    #[error(
+        "client sent NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS, and this server requires TLS"
+    )]
+    TlsRequired,
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+    /// Never happens: `on_starttls` only upgrades once, and only with an acceptor.
+    #[error("BUG: TLS upgrade requested twice or without a TLS configuration")]
+    TlsStateBug,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("client did not finish the handshake within {0:?}")]
@@ -63,15 +74,18 @@ pub(crate) enum Outcome {
     Transmission(Negotiated),
     /// The client sent `NBD_OPT_ABORT` (a soft disconnect).
     Aborted,
+    /// `NBD_OPT_STARTTLS` was acknowledged: upgrade the stream now.
+    StartTls,
 }
 
-/// Runs the whole handshake on `stream`. Shutdown and the handshake
-/// timeout are the caller's business (`server::serve_connection` drops this
-/// future), as a client in the handshake has nothing in flight to finish.
-pub(crate) async fn negotiate<S>(
+/// Sends the greeting and reads the client flags. Shutdown and the
+/// handshake timeout are the caller's business (`server::serve_connection`
+/// drops this future), as a client in the handshake has nothing in flight
+/// to finish.
+pub(crate) async fn greet<'a, S>(
     stream: &mut S,
-    cfg: &ServerConfig,
-) -> Result<Outcome, HandshakeError>
+    cfg: &'a ServerConfig,
+) -> Result<Handshake<'a>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -86,57 +100,105 @@ where
     if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
         return Err(HandshakeError::BadClientFlags(client_flags));
     }
+    let fixed = client_flags & FLAG_C_FIXED_NEWSTYLE != 0;
+    // TLS needs fixed newstyle (§ "Server-side requirements": otherwise the
+    // server MUST operate in NOTLS mode), so a server that insists on TLS
+    // has nothing to offer such a client.
+    if !fixed && cfg.tls.required() {
+        return Err(HandshakeError::TlsNeedsFixedNewstyle);
+    }
     // A client without FLAG_C_FIXED_NEWSTYLE would only send
     // NBD_OPT_EXPORT_NAME; the spec lets us answer fixed-style anyway.
-    let mut hs = Handshake {
+    Ok(Handshake {
         cfg,
+        fixed,
         no_zeroes: client_flags & FLAG_C_NO_ZEROES != 0,
+        encrypted: false,
+        options: 0,
         structured: false,
         meta_export: None,
         out: Vec::with_capacity(256),
-    };
+    })
+}
 
-    for _ in 0..MAX_OPTIONS {
-        let mut hdr = [0u8; opt::OPTION_HEADER_LEN];
-        stream.read_exact(&mut hdr).await?;
-        let OptionHeader { option, length } =
-            OptionHeader::decode(&hdr).map_err(HandshakeError::BadOption)?;
-        let name = opt::option_name(option);
+impl Handshake<'_> {
+    /// Option haggling until the client picks an export, aborts, or asks
+    /// for TLS ([`Outcome::StartTls`]: the `NBD_REP_ACK` is already sent,
+    /// the caller runs the TLS handshake, calls [`Handshake::tls_started`]
+    /// and haggles on over the TLS stream).
+    pub(crate) async fn haggle<S>(&mut self, stream: &mut S) -> Result<Outcome, HandshakeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        while self.options < MAX_OPTIONS {
+            self.options += 1;
+            let mut hdr = [0u8; opt::OPTION_HEADER_LEN];
+            stream.read_exact(&mut hdr).await?;
+            let OptionHeader { option, length } =
+                OptionHeader::decode(&hdr).map_err(HandshakeError::BadOption)?;
+            let name = opt::option_name(option);
 
-        if length > MAX_OPTION_LEN {
-            if option == opt::OPT_EXPORT_NAME || length > OPTION_DISCARD_LIMIT {
-                // EXPORT_NAME cannot be answered with an error; anything
-                // this large is not a real client.
-                return Err(HandshakeError::OptionTooLong {
-                    option: name,
-                    length,
-                    limit: MAX_OPTION_LEN,
-                });
+            if length > MAX_OPTION_LEN {
+                if option == opt::OPT_EXPORT_NAME || length > OPTION_DISCARD_LIMIT {
+                    // EXPORT_NAME cannot be answered with an error; anything
+                    // this large is not a real client.
+                    return Err(HandshakeError::OptionTooLong {
+                        option: name,
+                        length,
+                        limit: MAX_OPTION_LEN,
+                    });
+                }
+                tokio::io::copy(
+                    &mut (&mut *stream).take(u64::from(length)),
+                    &mut tokio::io::sink(),
+                )
+                .await?;
+                if self.tls_missing() && option != opt::OPT_STARTTLS && option != opt::OPT_ABORT {
+                    self.tls_required(option)?;
+                } else {
+                    let msg = format!(
+                        "{name}: {length} bytes of option data exceed the {MAX_OPTION_LEN}-byte limit"
+                    );
+                    self.error(option, opt::REP_ERR_TOO_BIG, &msg)?;
+                }
+                self.send(stream).await?;
+                continue;
             }
-            tokio::io::copy(
-                &mut (&mut *stream).take(u64::from(length)),
-                &mut tokio::io::sink(),
-            )
-            .await?;
-            let msg = format!(
-                "{name}: {length} bytes of option data exceed the {MAX_OPTION_LEN}-byte limit"
-            );
-            tracing::debug!("{msg}");
-            opt::encode_error_reply(&mut hs.out, option, opt::REP_ERR_TOO_BIG, &msg);
-            hs.send(stream).await?;
-            continue;
-        }
-        let mut data = vec![0u8; length as usize];
-        stream.read_exact(&mut data).await?;
+            let mut data = vec![0u8; length as usize];
+            stream.read_exact(&mut data).await?;
 
-        let step = hs.on_option(option, &data)?;
-        hs.send(stream).await?;
-        match step {
-            Step::Continue => {}
-            Step::Done(outcome) => return Ok(outcome),
+            let step = self.on_option(option, &data)?;
+            self.send(stream).await?;
+            match step {
+                Step::Continue => {}
+                Step::Done(outcome) => return Ok(outcome),
+            }
         }
+        Err(HandshakeError::TooManyOptions(MAX_OPTIONS))
     }
-    Err(HandshakeError::TooManyOptions(MAX_OPTIONS))
+
+    /// The TLS handshake after `NBD_OPT_STARTTLS` succeeded: from now on
+    /// everything goes over TLS, and no negotiation state from before
+    /// survives (§ "Option types", `NBD_OPT_STARTTLS`).
+    pub(crate) fn tls_started(&mut self) {
+        self.encrypted = true;
+        self.structured = false;
+        self.meta_export = None;
+    }
+
+    /// FORCEDTLS and TLS not up yet.
+    fn tls_missing(&self) -> bool {
+        self.cfg.tls.required() && !self.encrypted
+    }
+
+    fn tls_required(&mut self, option: u32) -> Result<Step, HandshakeError> {
+        let msg = format!(
+            "{}: this server requires TLS; send NBD_OPT_STARTTLS first \
+             (e.g. nbdinfo 'nbds://HOST/EXPORT?tls-certificates=DIR')",
+            opt::option_name(option)
+        );
+        self.error(option, opt::REP_ERR_TLS_REQD, &msg)
+    }
 }
 
 enum Step {
@@ -146,9 +208,15 @@ enum Step {
 
 /// Option-haggling state; `on_option` is pure (replies go to `out`), which
 /// keeps the protocol logic apart from the socket.
-struct Handshake<'a> {
+pub(crate) struct Handshake<'a> {
     cfg: &'a ServerConfig,
+    /// The client set `NBD_FLAG_C_FIXED_NEWSTYLE`.
+    fixed: bool,
     no_zeroes: bool,
+    /// TLS is up (after `NBD_OPT_STARTTLS`).
+    encrypted: bool,
+    /// Options received so far, before and after TLS.
+    options: usize,
     structured: bool,
     /// The export `base:allocation` was selected for, if any.
     meta_export: Option<usize>,
@@ -186,6 +254,13 @@ impl Handshake<'_> {
 
     fn on_option(&mut self, option: u32, data: &[u8]) -> Result<Step, HandshakeError> {
         let name = opt::option_name(option);
+        if self.tls_missing() && option != opt::OPT_STARTTLS && option != opt::OPT_ABORT {
+            // § "FORCEDTLS mode": EXPORT_NAME cannot be refused, so close.
+            if option == opt::OPT_EXPORT_NAME {
+                return Err(HandshakeError::TlsRequired);
+            }
+            return self.tls_required(option);
+        }
         match option {
             opt::OPT_EXPORT_NAME => self.on_export_name(data),
             opt::OPT_ABORT => {
@@ -226,13 +301,9 @@ impl Handshake<'_> {
         }
     }
 
-    /// TLS is not implemented yet, so we run in the spec's NOTLS mode and
-    /// must refuse with `NBD_REP_ERR_POLICY` (§ "NOTLS mode").
-    ///
-    /// XXX(TLS): when `ServerConfig` gains a TLS acceptor, reply `NBD_REP_ACK`
-    /// here, return a new `Step::StartTls` so `negotiate`'s caller can wrap
-    /// the stream, and reset `structured` and `meta_export` (§ "Option types",
-    /// `NBD_OPT_STARTTLS`: no negotiation state survives the upgrade).
+    /// § "TLS support": ACK and upgrade if TLS is on and not yet up;
+    /// `NBD_REP_ERR_INVALID` if it is already up; `NBD_REP_ERR_POLICY` in
+    /// NOTLS mode (TLS off, or a client without fixed newstyle).
     fn on_starttls(&mut self, data: &[u8]) -> Result<Step, HandshakeError> {
         let option = opt::OPT_STARTTLS;
         if !data.is_empty() {
@@ -242,11 +313,25 @@ impl Handshake<'_> {
                 "NBD_OPT_STARTTLS takes no data",
             );
         }
-        self.error(
-            option,
-            opt::REP_ERR_POLICY,
-            "TLS is not enabled on this server",
-        )
+        if self.encrypted {
+            return self.error(option, opt::REP_ERR_INVALID, "TLS is already active");
+        }
+        if self.cfg.tls.acceptor().is_none() {
+            return self.error(
+                option,
+                opt::REP_ERR_POLICY,
+                "TLS is not enabled on this server (it runs with --tls off)",
+            );
+        }
+        if !self.fixed {
+            return self.error(
+                option,
+                opt::REP_ERR_POLICY,
+                "TLS needs fixed newstyle negotiation (NBD_FLAG_C_FIXED_NEWSTYLE)",
+            );
+        }
+        self.ack(option)?;
+        Ok(Step::Done(Outcome::StartTls))
     }
 
     fn on_export_name(&mut self, data: &[u8]) -> Result<Step, HandshakeError> {

@@ -19,6 +19,7 @@
 //! - `writer`: one batching reply writer per connection.
 //! - `pool`: reuse of large I/O buffers within a connection.
 //! - `server`: TCP / Unix listeners, connection limit, handshake timeout, shutdown.
+//! - [`tls`]: TLS policy, certificates from a qemu-nbd-style directory.
 //!
 //! # What the server promises
 //!
@@ -31,8 +32,9 @@
 //! - Nothing a client sends can panic the server; a malformed stream (bad
 //!   magic) closes only its own connection.
 //!
-//! TLS (`NBD_OPT_STARTTLS`) is refused with `NBD_REP_ERR_POLICY` for now;
-//! see `handshake::Handshake::on_starttls` for where it will be added.
+//! - TLS per [`ServerConfig::tls`] (`NBD_OPT_STARTTLS`, § "TLS support"):
+//!   off, allowed, or required; the handshake timeout covers the TLS
+//!   handshake too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ mod pool;
 pub mod proto;
 pub mod request;
 mod server;
+pub mod tls;
 mod transmission;
 mod writer;
 
@@ -55,6 +58,7 @@ mod tests;
 
 pub use handshake::HandshakeError;
 pub use server::{serve_connection, serve_tcp, serve_unix, Connection, ConnectionError};
+pub use tls::TlsPolicy;
 pub use transmission::TransmissionError;
 
 /// Largest READ or WRITE payload we accept, advertised as the maximum in
@@ -136,6 +140,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A client that has not entered transmission by then is disconnected.
     pub handshake_timeout: Duration,
+    /// Whether clients may or must upgrade to TLS.
+    pub tls: TlsPolicy,
 }
 
 impl ServerConfig {
@@ -144,6 +150,7 @@ impl ServerConfig {
             exports,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            tls: TlsPolicy::Off,
         }
     }
 

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 
-use super::handshake::{self, HandshakeError, Outcome};
+use super::handshake::{self, HandshakeError, Negotiated, Outcome};
 use super::request::Session;
 use super::transmission::{self, End, TransmissionError};
 use super::ServerConfig;
@@ -26,8 +27,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A byte stream the server can speak NBD over. Transmission reads and
 /// writes concurrently, so a connection must split into independent
-/// halves: sockets split for free (`into_split`); a TLS stream (later)
-/// will use `tokio::io::split`.
+/// halves: sockets split for free (`into_split`); a TLS stream uses
+/// `tokio::io::split` (`nbd::tls`).
 pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     type Reader: AsyncRead + Unpin + Send + 'static;
     type Writer: AsyncWrite + Unpin + Send + 'static;
@@ -199,31 +200,84 @@ async fn handle<C: Connection>(
     }
 }
 
-/// Speaks NBD on one established connection: handshake (bounded by
-/// `cfg.handshake_timeout`), then transmission until the client
-/// disconnects or `shutdown` becomes `true`. Generic over the stream so
-/// that TLS and in-memory streams plug in.
+/// Speaks NBD on one established connection: handshake, TLS upgrade if
+/// the client asks for it (both bounded by `cfg.handshake_timeout`), then
+/// transmission until the client disconnects or `shutdown` becomes `true`.
+/// Generic over the stream so that TCP, Unix and in-memory streams plug in.
 pub async fn serve_connection<C: Connection>(
-    mut conn: C,
+    conn: C,
     cfg: Arc<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let timeout = cfg.handshake_timeout;
-    let outcome = {
-        let negotiate = tokio::time::timeout(timeout, handshake::negotiate(&mut conn, &cfg));
+    let ready = {
+        let negotiate = tokio::time::timeout(timeout, handshake(conn, &cfg));
         tokio::select! {
             r = negotiate => r.map_err(|_| HandshakeError::TimedOut(timeout))??,
             // Nothing is in flight during the handshake: just close.
             _ = wait_for_shutdown(&mut shutdown) => return Err(HandshakeError::ShuttingDown.into()),
         }
     };
-    let negotiated = match outcome {
-        Outcome::Aborted => {
+    match ready {
+        Ready::Aborted => {
             tracing::debug!("client aborted the handshake");
-            return Ok(());
+            Ok(())
         }
-        Outcome::Transmission(n) => n,
-    };
+        Ready::Plain(conn, n) => transmit(conn, n, false, &cfg, shutdown).await,
+        Ready::Tls(conn, n) => transmit(*conn, n, true, &cfg, shutdown).await,
+    }
+}
+
+/// Where the handshake left a connection.
+enum Ready<C> {
+    Plain(C, Negotiated),
+    Tls(Box<TlsStream<C>>, Negotiated),
+    Aborted,
+}
+
+/// Greeting and option haggling, with the TLS upgrade in between when the
+/// client sends `NBD_OPT_STARTTLS` (§ "TLS support").
+async fn handshake<C: Connection>(
+    mut conn: C,
+    cfg: &ServerConfig,
+) -> Result<Ready<C>, HandshakeError> {
+    let mut hs = handshake::greet(&mut conn, cfg).await?;
+    match hs.haggle(&mut conn).await? {
+        Outcome::Aborted => return Ok(Ready::Aborted),
+        Outcome::Transmission(n) => return Ok(Ready::Plain(conn, n)),
+        Outcome::StartTls => {}
+    }
+    let acceptor = cfg.tls.acceptor().ok_or(HandshakeError::TlsStateBug)?;
+    let mut tls = acceptor.accept(conn).await.map_err(HandshakeError::Tls)?;
+    {
+        let (_, session) = tls.get_ref();
+        tracing::debug!(
+            version = ?session.protocol_version(),
+            cipher = ?session.negotiated_cipher_suite().map(|c| c.suite()),
+            client_certificate = session.peer_certificates().is_some(),
+            "TLS established"
+        );
+    }
+    hs.tls_started();
+    match hs.haggle(&mut tls).await? {
+        Outcome::Transmission(n) => Ok(Ready::Tls(Box::new(tls), n)),
+        Outcome::Aborted => {
+            // Say goodbye properly (close_notify), as the client did.
+            let _ = tls.shutdown().await;
+            Ok(Ready::Aborted)
+        }
+        Outcome::StartTls => Err(HandshakeError::TlsStateBug),
+    }
+}
+
+/// The transmission phase on the negotiated export.
+async fn transmit<C: Connection>(
+    conn: C,
+    negotiated: Negotiated,
+    tls: bool,
+    cfg: &ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
     // `negotiate` only returns indices from `find_export`.
     let Some(export) = cfg.exports.get(negotiated.export) else {
         let e = HandshakeError::UnknownExport {
@@ -245,6 +299,7 @@ pub async fn serve_connection<C: Connection>(
         read_only = session.read_only,
         structured = session.structured,
         base_allocation = session.base_allocation,
+        tls,
         "transmission started"
     );
     let (reader, writer) = conn.into_halves();

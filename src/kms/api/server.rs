@@ -29,7 +29,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
@@ -69,47 +68,17 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Server errors (set-up only; per-request failures become responses).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot read TLS {what} {path}: {why}")]
-    TlsFile {
-        what: &'static str,
-        path: String,
-        why: String,
-    },
-    #[error("the TLS certificate and key do not form a valid configuration: {0}")]
-    TlsConfig(#[from] rustls::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tlsconf::TlsConfError),
 }
 
 /// A TLS acceptor from PEM files: a certificate chain and its private key.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    fn file_err<'p>(
-        what: &'static str,
-        path: &'p Path,
-    ) -> impl Fn(rustls::pki_types::pem::Error) -> ServeError + 'p {
-        move |e| ServeError::TlsFile {
-            what,
-            path: path.display().to_string(),
-            why: e.to_string(),
-        }
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(file_err("certificate", cert))?
-        .collect::<Result<_, _>>()
-        .map_err(file_err("certificate", cert))?;
-    if certs.is_empty() {
-        return Err(ServeError::TlsFile {
-            what: "certificate",
-            path: cert.display().to_string(),
-            why: "no PEM CERTIFICATE block in it".into(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(file_err("private key", key))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let mut cfg = crate::tlsconf::server_config(&crate::tlsconf::ServerFiles {
+        cert,
+        key,
+        client_ca: None,
+    })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
