@@ -31,7 +31,7 @@ use crate::kms::arn::KeyRef;
 use crate::kms::service::{Caller, EncryptionContext, KeyService};
 use crate::progress::Progress;
 use crate::volume::file::is_zero;
-use crate::volume::reencrypt::{parallel, transcode};
+use crate::volume::reencrypt::{parallel_io, transcode};
 use crate::volume::CONTEXT_KEY;
 
 /// One side of a copy: a region's snapshot store and KMS.
@@ -149,7 +149,7 @@ fn copy_same_key(
     let added = AtomicU64::new(0);
     if src.store.region() != dst.store.region() {
         progress.start(manifest_bytes(m));
-        parallel(m.chunks.len(), |i| -> Result<(), Error> {
+        parallel_io(m.chunks.len(), |i| -> Result<(), Error> {
             let (c, h) = &m.chunks[i];
             let data = src.store.chunks().get(h).map_err(|source| Error::Chunk {
                 id: m.snapshot_id.clone(),
@@ -300,7 +300,7 @@ fn reencrypt_copy(
     let results: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::with_capacity(m.chunks.len()));
     let added = AtomicU64::new(0);
     progress.start(manifest_bytes(m));
-    parallel(m.chunks.len(), |i| -> Result<(), Error> {
+    parallel_io(m.chunks.len(), |i| -> Result<(), Error> {
         let (c, h) = &m.chunks[i];
         let mut data = src.store.chunks().get(h).map_err(|source| Error::Chunk {
             id: m.snapshot_id.clone(),

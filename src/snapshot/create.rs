@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::volume::cbt::CHUNK_SIZE;
 use crate::volume::file::is_zero;
 use crate::volume::header::Cipher;
-use crate::volume::reencrypt::parallel;
+use crate::volume::reencrypt::parallel_io;
 use crate::volume::Volume;
 
 /// Snapshots `volume` (attached by this process) into `store`, telling
@@ -106,7 +106,7 @@ fn capture_and_write(
     let todo = cap.chunks();
     let chunk_len = |c: u64| CHUNK_SIZE.min(h.size - c * CHUNK_SIZE);
     progress.start(todo.iter().map(|&c| chunk_len(c)).sum());
-    let _ = parallel(todo.len(), |i| -> Result<(), std::convert::Infallible> {
+    let _ = parallel_io(todo.len(), |i| -> Result<(), std::convert::Infallible> {
         cap.save(todo[i], |c, buf| volume.read_raw_chunk(c, buf));
         progress.advance(chunk_len(todo[i]));
         Ok(())

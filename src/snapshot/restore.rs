@@ -155,7 +155,7 @@ pub fn restore(
         |nv: &NewVolume<'_>| {
             let chunk_len = |c: u64| CHUNK_SIZE.min(m.size.saturating_sub(c * CHUNK_SIZE));
             progress.start(m.chunks.iter().map(|(c, _)| chunk_len(*c)).sum());
-            crate::volume::reencrypt::parallel(m.chunks.len(), |i| {
+            crate::volume::reencrypt::parallel_io(m.chunks.len(), |i| {
                 let (c, hash) = &m.chunks[i];
                 restore_chunk(chunks, nv, old.as_ref(), reencrypt, &m, *c, hash).map_err(|e| {
                     crate::volume::Error::Io {

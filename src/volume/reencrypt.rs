@@ -60,10 +60,28 @@ pub fn workers() -> usize {
 /// Runs `job(i)` for every `i < n` on [`workers`] threads; stops at the
 /// first error and returns it.
 pub fn parallel<E: Send>(n: usize, job: impl Fn(usize) -> Result<(), E> + Sync) -> Result<(), E> {
+    parallel_on(workers(), n, job)
+}
+
+/// [`parallel`] for work that also waits on the disk (fsyncs of sealed
+/// snapshot packs): twice as many threads, so the cores stay busy while
+/// some threads wait.
+pub fn parallel_io<E: Send>(
+    n: usize,
+    job: impl Fn(usize) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    parallel_on(2 * workers(), n, job)
+}
+
+fn parallel_on<E: Send>(
+    threads: usize,
+    n: usize,
+    job: impl Fn(usize) -> Result<(), E> + Sync,
+) -> Result<(), E> {
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<E>> = Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..workers().min(n.max(1)) {
+        for _ in 0..threads.min(n.max(1)) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
