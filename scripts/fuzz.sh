@@ -53,7 +53,10 @@ for t in $targets; do
         -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=4096 \
         -timeout=60 >"$log" 2>&1
     rc=$?
-    took=$(($(date +%s) - start))
+    # Seconds spent fuzzing as libFuzzer counts them (without the build);
+    # wall time if it never got that far.
+    took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n1)
+    took=${took:-$(($(date +%s) - start))}
     execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log" | tail -n1)
     if [ "$rc" -eq 0 ]; then
         result="no crash"

@@ -113,6 +113,9 @@ pub fn restore(src: &Path, dst: &Path) {
 
 fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("mkdir");
+    // The key store refuses directories others can read: keep 0700.
+    let mode = std::fs::metadata(src).expect("stat").permissions();
+    std::fs::set_permissions(dst, mode).expect("chmod");
     for e in std::fs::read_dir(src).expect("read_dir") {
         let e = e.expect("dir entry");
         let to = dst.join(e.file_name());

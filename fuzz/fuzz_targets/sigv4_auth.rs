@@ -90,6 +90,25 @@ const SKIP: &[&str] = &[
     "transfer-encoding",
 ];
 
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 fn signed_request(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -116,7 +135,16 @@ fn signed_request(data: &[u8]) {
     }
     // Repeated slashes: SDKs disagree (aws-sigv4 and the JS SDK collapse
     // them, botocore keeps them), and the KMS is served at "/" only.
-    if !path.starts_with('/') || path.contains("//") {
+    // A literal `+` in the query: aws-sigv4 reads it as a form-encoded
+    // space, the verifier (like botocore, which never sends one) as a plus.
+    // KMS requests carry no query, so the verifier's reading stands.
+    // Percent escapes that decode to bytes which are not UTF-8: aws-sigv4
+    // decodes the query to strings (lossily), the verifier keeps the bytes.
+    if !path.starts_with('/')
+        || path.contains("//")
+        || query.contains('+')
+        || std::str::from_utf8(&percent_decode(query)).is_err()
+    {
         return;
     }
     let url = if query.is_empty() {
