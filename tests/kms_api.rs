@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{cryptvol_ok, BIN};
+use common::{cryptvol_ok, files_under, BIN};
 use serde_json::{json, Value};
 
 const VENV: &str = "/opt/cryptvol-venv/bin";
@@ -963,4 +963,93 @@ fn boto3_drives_every_kms_operation() {
         "operations that failed through boto3:\n{failed:#?}"
     );
     assert!(results.len() >= 45, "only {} operations ran", results.len());
+}
+
+/// `cryptvol --kms-endpoint URL kms <op>` talks to that KMS as the
+/// credentials' principal, not to an embedded KMS of its own data dir.
+#[test]
+fn cryptvol_kms_commands_go_to_the_kms_endpoint() {
+    let Some(cli) = aws_cli() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let kms_dir = d.path().join("kms");
+    let host_dir = d.path().join("host");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    cryptvol_ok(&kms_dir, &["iam", "list-users"]);
+    let (admin_arn, admin) = create_user(&kms_dir, "admin");
+    let kms = Kms::start(&kms_dir);
+    let run = |creds: &Creds, args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(&host_dir)
+            .args(["--kms-endpoint", &kms.endpoint, "--output", "json", "kms"])
+            .args(args)
+            .env_remove("CRYPTVOL_REGION");
+        aws_env(&mut cmd, creds);
+        cmd.output().unwrap()
+    };
+
+    let out = run(
+        &admin,
+        &["create-key", "--description", "made by cryptvol kms"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key_id = made["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    // The endpoint's store has it (seen through the AWS CLI), and the
+    // host's data dir has no key store of its own.
+    let seen = aws_ok(
+        &cli,
+        &kms,
+        &admin,
+        &["kms", "describe-key", "--key-id", &key_id],
+    );
+    assert_eq!(
+        seen["KeyMetadata"]["Description"], "made by cryptvol kms",
+        "{seen}"
+    );
+    let host_files = files_under(&host_dir);
+    assert!(
+        !host_files.iter().any(|p| p.ends_with("keys.json")),
+        "{host_files:?}"
+    );
+    // The caller is the admin user: the audit trail says so.
+    let out = run(
+        &admin,
+        &["encrypt", "--key-id", &key_id, "--plaintext", "aGVsbG8="],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trail = cryptvol_ok(
+        &kms_dir,
+        &[
+            "--output",
+            "json",
+            "audit",
+            "list",
+            "--operation",
+            "Encrypt",
+        ],
+    );
+    assert!(trail.contains(&admin_arn), "{trail}");
+
+    // Wrong secret: refused before the operation, saying what to check.
+    let forged = Creds {
+        id: admin.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    let out = run(&forged, &["list-keys"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("SignatureDoesNotMatch")
+            && err.contains("Check your AWS Secret Access Key"),
+        "{err}"
+    );
 }

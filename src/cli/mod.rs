@@ -38,7 +38,8 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Use the KMS at this URL (`cryptvol kms serve`, or any AWS KMS
-    /// endpoint) for volumes and snapshots instead of the embedded one.
+    /// endpoint) for volumes, snapshots and `kms` commands instead of the
+    /// embedded one.
     #[arg(long, global = true, env = "CRYPTVOL_KMS_ENDPOINT", value_name = "URL")]
     pub kms_endpoint: Option<String>,
     /// AWS credentials profile for --kms-endpoint (~/.aws/credentials,

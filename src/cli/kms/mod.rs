@@ -142,9 +142,18 @@ impl KmsCommand {
     }
 }
 
-/// Runs `operation` with `request` against the context's region as the
-/// account root, turning a KMS error into the AWS CLI's message.
+/// Runs `operation` with `request` against the context's region: the
+/// embedded KMS as the account root, or with `--kms-endpoint` the remote
+/// KMS as whoever the credentials name. A KMS error becomes the AWS CLI's
+/// message.
 pub fn call(ctx: &Context, operation: &str, request: Value) -> anyhow::Result<Value> {
+    if ctx.kms_endpoint.is_some() {
+        let remote = ctx.key_service()?;
+        return remote
+            .service
+            .call_json(&remote.caller, operation, request)
+            .map_err(|e| aws_cli_error(operation, &e));
+    }
     let kms = ctx.kms()?;
     call_with(&kms, operation, request)
 }
