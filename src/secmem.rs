@@ -21,6 +21,8 @@
 //! XXX: values are built on the stack and moved in (`Locked::new`), so a
 //! copy may linger in a stack frame until overwritten; callers that can
 //! start from zeros and fill in place do so (the x86 XTS key schedules).
+//! Secrets that other crates hold in their own types (parsed RSA/ECC keys,
+//! `Zeroizing<String>` IAM secrets, JSON bodies) are zeroized but not here.
 
 #![allow(unsafe_code)]
 

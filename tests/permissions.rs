@@ -114,9 +114,8 @@ fn open_parent() -> tempfile::TempDir {
 }
 
 #[test]
-fn a_local_unprivileged_user_cannot_read_keys_volumes_or_the_control_socket() {
-    if !can_switch_users("a_local_unprivileged_user_cannot_read_keys_volumes_or_the_control_socket")
-    {
+fn a_local_unprivileged_user_cannot_read_keys_volumes_or_either_socket() {
+    if !can_switch_users("a_local_unprivileged_user_cannot_read_keys_volumes_or_either_socket") {
         return;
     }
     let parent = open_parent();
@@ -163,6 +162,29 @@ fn a_local_unprivileged_user_cannot_read_keys_volumes_or_the_control_socket() {
     assert!(
         !out.status.success() && stderr(&out).contains("PermissionError"),
         "uid {NOBODY} reached the control socket: {}",
+        stderr(&out)
+    );
+    // The NBD socket itself (here in a directory anyone can enter): only
+    // its owner can connect, so only its owner reads the plaintext.
+    let nbd_sock = parent.path().join("nbd.sock");
+    let _nbd = Server::start(
+        &data,
+        &[
+            "v2",
+            "--create",
+            "--size",
+            "1M",
+            "--socket",
+            nbd_sock.to_str().unwrap(),
+        ],
+    );
+    run_ok(Command::new(py).args(["-c", connect, nbd_sock.to_str().unwrap()]));
+    let out = as_nobody(&[py, "-c", connect, nbd_sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("PermissionError"),
+        "uid {NOBODY} reached the NBD socket: {}",
         stderr(&out)
     );
     // And the tool itself, run by them on this data dir, gets nothing.

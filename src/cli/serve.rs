@@ -31,7 +31,8 @@ pub struct ServeArgs {
     /// TCP address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([127, 0, 0, 1], NBD_PORT)))]
     pub listen: SocketAddr,
-    /// Listen on this Unix socket instead of TCP.
+    /// Listen on this Unix socket instead of TCP (made 0600: only this
+    /// user can connect; put it in a directory only you can enter).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Export read-only.
@@ -183,6 +184,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
                 std::fs::remove_file(path)?;
             }
             let l = tokio::net::UnixListener::bind(path)?;
+            // Whoever can connect reads and writes the plaintext: owner
+            // only. (The socket exists with the umask's mode for an instant
+            // before this; a private directory closes that gap too.)
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
             announce(
                 ctx,
                 &attached,
