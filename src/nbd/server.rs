@@ -118,6 +118,37 @@ impl Listener {
     }
 }
 
+/// Logs refused connections at most once per [`REFUSAL_LOG_INTERVAL`], so
+/// that a flood of connections cannot flood the log too.
+#[derive(Default)]
+struct Refusals {
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+/// See [`Refusals`].
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Refusals {
+    fn refused(&mut self, peer: &str, max: usize) {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            refused = self.unlogged,
+            "refusing connections: {max} already open (raise --max-connections to allow more)"
+        );
+        self.last_logged = Some(now);
+        self.unlogged = 0;
+    }
+}
+
 /// Resolves when `shutdown` is `true`; never, if its sender is gone.
 pub(crate) async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|&stop| stop).await.is_err() {
@@ -131,6 +162,7 @@ async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let mut refusals = Refusals::default();
     let next_id = AtomicU64::new(1);
     let mut conns = JoinSet::new();
     let mut stop_rx = shutdown.clone();
@@ -151,7 +183,10 @@ async fn serve(
                     }
                 };
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "refusing connection: {} connections already open", cfg.max_connections);
+                    // Closed before the greeting, as nbdkit's limit filter
+                    // does: no handshake or TLS work for a client we will
+                    // not serve.
+                    refusals.refused(&peer, cfg.max_connections);
                     continue; // dropping `conn` closes it
                 };
                 let id = next_id.fetch_add(1, Ordering::Relaxed);

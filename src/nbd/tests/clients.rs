@@ -16,7 +16,7 @@ use crate::nbd::{serve_unix, Export, ServerConfig};
 const MIB: usize = 1 << 20;
 
 /// True if `tool` is on PATH; otherwise says so loudly on stderr.
-fn have(tool: &str) -> bool {
+pub(super) fn have(tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
@@ -28,7 +28,7 @@ fn have(tool: &str) -> bool {
 
 /// Runs a client off the runtime threads (the server needs them) with a
 /// generous timeout.
-async fn run(tool: &str, args: &[&str]) -> Output {
+pub(super) async fn run(tool: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(tool);
     cmd.args(args);
     let shown = format!("{tool} {}", args.join(" "));
@@ -39,7 +39,7 @@ async fn run(tool: &str, args: &[&str]) -> Output {
     }
 }
 
-fn text(out: &Output) -> String {
+pub(super) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -47,7 +47,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-async fn run_ok(tool: &str, args: &[&str]) -> String {
+pub(super) async fn run_ok(tool: &str, args: &[&str]) -> String {
     let out = run(tool, args).await;
     assert!(
         out.status.success(),

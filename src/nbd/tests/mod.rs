@@ -18,6 +18,7 @@ use crate::blockdev::MemDevice;
 
 mod bench;
 mod clients;
+mod hostile;
 mod raw;
 
 /// A server on 127.0.0.1:<ephemeral> serving in-memory devices.
@@ -50,6 +51,11 @@ impl TestServer {
                 .collect(),
         );
         f(&mut cfg);
+        Self::serve(cfg, devices).await
+    }
+
+    /// Serves `cfg` as it is; `devices` are only kept for the test to inspect.
+    pub async fn serve(cfg: ServerConfig, devices: Vec<Arc<MemDevice>>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = watch::channel(false);
