@@ -100,6 +100,7 @@ pub fn run(ctx: &Context, args: KmsServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let stopped = super::serve::stop_signal();
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| {
@@ -124,7 +125,7 @@ pub fn run(ctx: &Context, args: KmsServeArgs) -> anyhow::Result<()> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server::serve(listener, tls, api, limits, stop_rx));
-        wait_for_signal().await;
+        stopped.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = task.await;
@@ -133,20 +134,4 @@ pub fn run(ctx: &Context, args: KmsServeArgs) -> anyhow::Result<()> {
     // Connections still open are dropped with the runtime.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

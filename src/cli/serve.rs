@@ -176,6 +176,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     let socket = args.socket.clone();
     rt.block_on(async {
+        let stopped = stop_signal();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_rx2 = stop_rx.clone();
         let server = if let Some(path) = &args.socket {
@@ -226,7 +227,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             ));
             sockets.push(path);
         }
-        wait_for_signal().await;
+        stopped.await;
         for p in &sockets {
             let _ = std::fs::remove_file(p);
         }
@@ -367,18 +368,28 @@ fn announce(ctx: &Context, attached: &[Attached], uri_template: &str) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Registers the SIGTERM and SIGINT handlers now, before the server
+/// announces itself (so a signal right after the announcement stops it
+/// cleanly instead of killing it), and resolves on the first of them.
+pub(crate) fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            (Ok(mut t), Err(_)) => {
+                t.recv().await;
+            }
+            (Err(_), Ok(mut i)) => {
+                i.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
         }
     }
 }
