@@ -34,6 +34,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         write_all_vectored(&mut w, &batch).await?;
+        // A TLS stream may keep part of what it accepted in its own buffer
+        // (tokio-rustls returns from a write once the socket would block);
+        // only a flush pushes that out. Without it the last replies of a
+        // burst waited for the next reply, and a client waiting for them
+        // hung forever. For a plain socket this is a no-op.
+        w.flush().await?;
         // Dropping a reply returns its budget to the reader; its buffer
         // goes back to the pool for the next read.
         for sent in batch.drain(..) {
@@ -108,6 +114,62 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// Like a TLS stream: accepts writes into a buffer that only a flush
+    /// moves to the wire.
+    #[derive(Clone, Default)]
+    struct HoldsUntilFlush {
+        held: Arc<std::sync::Mutex<Vec<u8>>>,
+        wire: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncWrite for HoldsUntilFlush {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.held.lock().unwrap().extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let mut held = self.held.lock().unwrap();
+            self.wire.lock().unwrap().append(&mut held);
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    /// Regression: over TLS the last replies of a burst stayed in the TLS
+    /// buffer until the next reply came (nbdcopy hung reading the end of a
+    /// disk through `--tls require`).
+    #[tokio::test]
+    async fn each_batch_reaches_the_wire_without_waiting_for_the_next() {
+        let w = HoldsUntilFlush::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pool = Arc::new(BufferPool::default());
+        let task = tokio::spawn(write_loop(w.clone(), rx, pool));
+        let budget = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = budget.clone().acquire_owned().await.unwrap();
+        tx.send(Outgoing {
+            bytes: b"reply".to_vec(),
+            _permit: permit,
+        })
+        .unwrap_or_else(|_| panic!("writer gone"));
+        // The sender stays open: no more replies are coming for now.
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while w.wire.lock().unwrap().is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(sent.is_ok(), "reply held back until the next one");
+        assert_eq!(&*w.wire.lock().unwrap(), b"reply");
+        drop(tx);
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test]
