@@ -201,9 +201,27 @@ fn a_local_unprivileged_user_cannot_read_keys_volumes_or_either_socket() {
     drop(srv);
 }
 
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped, so a
+/// failed assertion does not leave it running.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            stop(c);
+        }
+    }
+}
+
 /// Starts `cryptvol ARGS…` as uid 65534 and waits for a line containing
 /// `ready`; returns the child (the cryptvol process itself: setpriv execs).
-fn spawn_as_nobody(data: &Path, args: &[&str], ready: &str) -> Child {
+fn spawn_as_nobody(data: &Path, args: &[&str], ready: &str) -> Running {
     let mut cmd = vec![BIN, "--data-dir", data.to_str().unwrap()];
     cmd.extend_from_slice(args);
     let mut child = as_nobody(&cmd)
@@ -224,7 +242,7 @@ fn spawn_as_nobody(data: &Path, args: &[&str], ready: &str) -> Child {
         }
     }
     std::thread::spawn(move || for _ in lines.lines() {});
-    child
+    Running(Some(child))
 }
 
 /// Who owns `/proc/PID/environ`: the process's user while it is dumpable,
@@ -300,8 +318,8 @@ fn serve_and_kms_serve_are_not_dumpable() {
             "another process of the same user read {environ} of `cryptvol {name}`"
         );
     }
-    stop(serve);
-    stop(kms);
+    drop(serve);
+    drop(kms);
 }
 
 #[test]

@@ -15,6 +15,16 @@ use std::process::{Command, Output, Stdio};
 use base64::Engine as _;
 use common::*;
 
+/// Kills the child when dropped (a failed assertion must not leave it).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Every spelling of `key` a leak could take.
 fn spellings(key: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -185,18 +195,20 @@ fn data_keys_never_reach_logs_errors_or_files() {
 
     // Serve it, write through NBD, snapshot while attached, stop.
     let log = dir.path().join("serve.log");
-    let mut serve = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["-vv", "serve", "v", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut serve = KillOnDrop(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["-vv", "serve", "v", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(serve.stdout.as_mut().unwrap()),
+        &mut std::io::BufReader::new(serve.0.stdout.as_mut().unwrap()),
         &mut line,
     )
     .unwrap();
@@ -216,9 +228,9 @@ fn data_keys_never_reach_logs_errors_or_files() {
     keep(&o);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
+        .args(["-TERM", &serve.0.id().to_string()])
         .status();
-    serve.wait().unwrap();
+    serve.0.wait().unwrap();
     let serve_log = std::fs::read(&log).unwrap();
     assert!(
         serve_log.len() > 200,
