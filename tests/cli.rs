@@ -155,3 +155,36 @@ fn serve_announces_export_and_key_then_stops_on_sigterm() {
     let srv2 = Server::start(dir.path(), &["demo"]);
     assert_eq!(srv2.uris.len(), 1);
 }
+
+/// `cryptvol … | head -1`: the reader goes away before the output is
+/// written. The command ends quietly (as `cat` would, status 141), without
+/// a panic message.
+#[test]
+fn a_closed_stdout_ends_quietly_without_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    cryptvol_ok(d.path(), &["volume", "create", "v", "--size", "1M"]);
+    for args in [
+        &["volume", "list"][..],
+        &["--output", "json", "volume", "describe", "v"][..],
+        &["kms", "list-keys"][..],
+    ] {
+        let mut child = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(d.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end at once: the write that follows gets EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}

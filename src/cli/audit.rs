@@ -101,7 +101,7 @@ fn verify(ctx: &Context, a: VerifyArgs) -> anyhow::Result<()> {
                 let (line, sequence) = e.bad_record().unwrap_or_default();
                 let v = json!({"Valid": false, "Line": line, "Sequence": sequence,
                                "Problem": e.to_string()});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                super::out(&serde_json::to_string_pretty(&v)?)?;
             }
             Err(e.into())
         }

@@ -112,7 +112,7 @@ pub fn run(ctx: &Context, cmd: IamCommand) -> anyhow::Result<()> {
                 .delete_user(a.get())
                 .map_err(|e| aws_error("DeleteUser", e))?;
             if ctx.output == super::Output::Text {
-                println!("deleted user {}", u.arn);
+                super::out(&format!("deleted user {}", u.arn))?;
             }
             Ok(())
         }
@@ -156,7 +156,7 @@ pub fn run(ctx: &Context, cmd: IamCommand) -> anyhow::Result<()> {
                 .delete_access_key(&a.access_key_id, a.user_name.as_deref())
                 .map_err(|e| aws_error("DeleteAccessKey", e))?;
             if ctx.output == super::Output::Text {
-                println!("deleted access key {}", k.access_key_id);
+                super::out(&format!("deleted access key {}", k.access_key_id))?;
             }
             Ok(())
         }

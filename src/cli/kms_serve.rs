@@ -112,17 +112,16 @@ pub fn run(ctx: &Context, args: KmsServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{addr}");
-        // Scripts and tests wait for this line.
-        match ctx.output {
-            Output::Json => println!(
-                "{}",
-                serde_json::json!({"Endpoint": endpoint, "Region": ctx.region, "AccountId": account})
-            ),
-            Output::Text => println!(
+        // Scripts and tests wait for this line. A closed stdout does not
+        // stop the server.
+        let line = match ctx.output {
+            Output::Json => serde_json::json!({"Endpoint": endpoint, "Region": ctx.region, "AccountId": account}).to_string(),
+            Output::Text => format!(
                 "KMS of account {account}, region {}, serving at {endpoint}",
                 ctx.region
             ),
-        }
+        };
+        let _ = super::out(&line);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server::serve(listener, tls, api, limits, stop_rx));
         stopped.await;

@@ -171,16 +171,34 @@ impl Context {
         text: impl FnOnce() -> String,
     ) -> anyhow::Result<()> {
         match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Json => out(&serde_json::to_string_pretty(value)?)?,
             Output::Text => {
                 let t = text();
                 if !t.is_empty() {
-                    println!("{t}");
+                    out(&t)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Writes one line of a command's result to stdout. Unlike `println!`, a
+/// closed stdout (`cryptvol … | head -1`) is an error to return, not a
+/// panic; `main` ends quietly on it, as `cat` does.
+pub fn out(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}")?;
+    o.flush()
+}
+
+/// Whether `e` comes from writing to a closed pipe (see [`out`]).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The default data directory: `$XDG_DATA_HOME/cryptvol`, else

@@ -354,17 +354,17 @@ fn announce(ctx: &Context, attached: &[Attached], uri_template: &str) {
         } else {
             format!("encrypted with {}", a.key_label)
         };
-        match ctx.output {
-            super::Output::Json => println!(
-                "{}",
-                serde_json::json!({
-                    "export": h.name, "volume_id": h.volume_id, "uri": uri,
-                    "encrypted": !a.key_label.is_empty(), "kms_key": h.kms_key_arn,
-                    "read_only": a.volume.is_read_only(),
-                })
-            ),
-            super::Output::Text => println!("serving {} ({}) at {uri}; {enc}", h.name, h.volume_id),
-        }
+        let line = match ctx.output {
+            super::Output::Json => serde_json::json!({
+                "export": h.name, "volume_id": h.volume_id, "uri": uri,
+                "encrypted": !a.key_label.is_empty(), "kms_key": h.kms_key_arn,
+                "read_only": a.volume.is_read_only(),
+            })
+            .to_string(),
+            super::Output::Text => format!("serving {} ({}) at {uri}; {enc}", h.name, h.volume_id),
+        };
+        // A closed stdout does not stop the server.
+        let _ = super::out(&line);
     }
 }
 

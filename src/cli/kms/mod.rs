@@ -178,13 +178,13 @@ pub fn run(ctx: &Context, cmd: KmsCommand) -> anyhow::Result<()> {
         Output::Json => {
             // Like the AWS CLI: an empty response prints nothing.
             if response.as_object().is_some_and(|o| !o.is_empty()) {
-                println!("{}", serde_json::to_string_pretty(&response)?);
+                super::out(&serde_json::to_string_pretty(&response)?)?;
             }
         }
         Output::Text => {
             let text = render::text(cmd.spec, &request, &response);
             if !text.is_empty() {
-                println!("{text}");
+                super::out(&text)?;
             }
         }
     }

@@ -123,15 +123,40 @@ impl Raw {
 
     /// Reads the greeting and sends client flags; returns the handshake flags.
     pub async fn greet(&mut self, client_flags: u32) -> u16 {
+        self.try_greet(client_flags).await.expect("greeting")
+    }
+
+    /// Like `greet`, but `None` when the server closed without a greeting
+    /// (what a server at its connection limit does).
+    pub async fn try_greet(&mut self, client_flags: u32) -> Option<u16> {
         let mut g = [0u8; 18];
-        self.s.read_exact(&mut g).await.expect("greeting");
+        self.s.read_exact(&mut g).await.ok()?;
         assert_eq!(&g[..8], b"NBDMAGIC");
         assert_eq!(&g[8..16], b"IHAVEOPT");
         self.s
             .write_all(&client_flags.to_be_bytes())
             .await
             .expect("client flags");
-        u16::from_be_bytes([g[16], g[17]])
+        Some(u16::from_be_bytes([g[16], g[17]]))
+    }
+
+    /// Connects until the server admits the connection (greets it) or
+    /// `limit` passes; `None` on timeout.
+    pub async fn admitted(addr: SocketAddr, limit: Duration) -> Option<Raw> {
+        tokio::time::timeout(limit, async {
+            loop {
+                let mut c = Raw::connect(addr).await;
+                if c.try_greet(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES)
+                    .await
+                    .is_some()
+                {
+                    return c;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .ok()
     }
 
     pub async fn send_option(&mut self, option: u32, data: &[u8]) {
@@ -176,6 +201,12 @@ impl Raw {
         let mut c = Raw::connect(addr).await;
         c.greet(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES)
             .await;
+        c.go(name, structured, meta).await
+    }
+
+    /// The rest of `open` after the greeting: options, then NBD_OPT_GO.
+    pub async fn go(mut self, name: &str, structured: bool, meta: bool) -> (Raw, u64, u16) {
+        let c = &mut self;
         if structured {
             c.send_option(opt::OPT_STRUCTURED_REPLY, &[]).await;
             assert_eq!(c.option_reply().await.1, opt::REP_ACK);
@@ -216,7 +247,7 @@ impl Raw {
                 ),
             }
         }
-        (c, size.expect("NBD_INFO_EXPORT"), flags.expect("flags"))
+        (self, size.expect("NBD_INFO_EXPORT"), flags.expect("flags"))
     }
 
     pub async fn request(
