@@ -530,7 +530,7 @@ if [[ $DO_WF == 1 ]]; then
     cv volume create src --size "$SIZE" >/dev/null
     cv kms create-key --description "bench re-encrypt target" --output json >"$WF/key.json"
     cv kms create-alias --alias-name alias/bench-b \
-        --target-key-id "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["KeyMetadata"]["KeyId"])' "$WF/key.json")"
+        --target-key-id "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["KeyMetadata"]["KeyId"])' "$WF/key.json")" >&2
     wf_serve src
     run_child nbdcopy "$WF/src.raw" "$WF_URI" || die "nbdcopy into the workflow volume failed"
     stop_pid "$WF_PID"

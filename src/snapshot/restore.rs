@@ -7,8 +7,6 @@
 //! each chunk is decrypted with the old data key and encrypted with a new
 //! one (the re-encrypt path the copy commands share).
 
-use std::os::unix::fs::FileExt;
-
 use base64::Engine as _;
 
 use super::chunks::ChunkStore;
@@ -194,8 +192,7 @@ fn restore_chunk(
     if reencrypt {
         transcode(old, nv.cipher, c * CHUNK_SIZE / ss as u64, ss, &mut data);
     }
-    nv.file
-        .write_all_at(&data, nv.header.data_offset + c * CHUNK_SIZE)
+    crate::volume::file::write_data_at(&nv.file, &data, nv.header.data_offset + c * CHUNK_SIZE)
         .map_err(|e| {
             Error::Fs(crate::fsutil::FsError::new(
                 "write",

@@ -25,6 +25,23 @@ const STRIPES: usize = 1024;
 /// Largest buffer of zeros written at once when a hole cannot be punched.
 const ZERO_CHUNK: u64 = 1 << 20;
 
+/// Largest single `pwrite` into the data area. The page cache sizes a new
+/// folio after the write that creates it, and ext4 walks every buffer head
+/// of a folio on each write into it: after a 1 MiB write, each later 4 KiB
+/// write into that MiB walks 256 of them. Measured with fio (4 KiB random
+/// writes QD16 on a volume filled by 1 MiB writes, Linux 6.18): 37k IOPS
+/// unsplit, 73k with 64 KiB pieces, 80k with 16 KiB; 1 MiB writes and
+/// reads were unchanged within noise at 64 KiB, so that is the size.
+pub(crate) const WRITE_PIECE: usize = 64 << 10;
+
+/// Writes `buf` at `pos` of a volume's data area in [`WRITE_PIECE`]s.
+pub(crate) fn write_data_at(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
+    for (i, piece) in buf.chunks(WRITE_PIECE).enumerate() {
+        file.write_all_at(piece, pos + (i * WRITE_PIECE) as u64)?;
+    }
+    Ok(())
+}
+
 /// An attached volume: open file, header, and (if encrypted) the sector
 /// cipher built from the unwrapped data key.
 #[derive(Debug)]
@@ -164,7 +181,7 @@ impl Volume {
                 .map_err(|e| DeviceError::Io(std::io::Error::other(e)))?;
         }
         let pos = self.header.data_offset + sector * self.ss();
-        self.file.write_all_at(buf, pos)?;
+        write_data_at(&self.file, buf, pos)?;
         Ok(())
     }
 
@@ -218,7 +235,7 @@ impl Volume {
                 let mut done = 0;
                 while done < len {
                     let n = (len - done).min(ZERO_CHUNK);
-                    self.file.write_all_at(&zeros[..n as usize], pos + done)?;
+                    write_data_at(&self.file, &zeros[..n as usize], pos + done)?;
                     done += n;
                 }
                 Ok(())
@@ -475,5 +492,24 @@ mod tests {
             assert!(!is_zero(&b));
             b[i] = 0;
         }
+    }
+
+    #[test]
+    fn write_data_at_writes_every_piece_at_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        // Not a multiple of the piece size, at an offset that is not either.
+        let len = 3 * WRITE_PIECE + 4096 + 512;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+        write_data_at(&file, &data, 12345).unwrap();
+        let mut back = vec![0u8; len];
+        file.read_exact_at(&mut back, 12345).unwrap();
+        assert!(back == data, "contents differ");
+        assert_eq!(file.metadata().unwrap().len(), 12345 + len as u64);
     }
 }

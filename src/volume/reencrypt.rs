@@ -6,7 +6,6 @@
 //! threads, each holding one chunk at a time: memory stays bounded
 //! whatever the volume size, and never-written chunks are skipped.
 
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -139,8 +138,7 @@ pub fn copy_into(src: &Volume, dst: &NewVolume<'_>, progress: &dyn Progress) -> 
             ss,
             &mut buf,
         );
-        dst.file
-            .write_all_at(&buf, dst.header.data_offset + c * CHUNK_SIZE)
+        super::file::write_data_at(&dst.file, &buf, dst.header.data_offset + c * CHUNK_SIZE)
             .map_err(Error::io(format!("writing chunk {c} of the copy")))?;
         done.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
