@@ -192,12 +192,11 @@ fn restore_chunk(
     if reencrypt {
         transcode(old, nv.cipher, c * CHUNK_SIZE / ss as u64, ss, &mut data);
     }
-    crate::volume::file::write_data_at(nv.file, &data, nv.header.data_offset + c * CHUNK_SIZE)
-        .map_err(|e| {
-            Error::Fs(crate::fsutil::FsError::new(
-                "write",
-                std::path::Path::new(&nv.header.volume_id),
-                e,
-            ))
-        })
+    nv.write_stored(c * CHUNK_SIZE, &data).map_err(|e| {
+        Error::Fs(crate::fsutil::FsError::new(
+            "write",
+            std::path::Path::new(&nv.header.volume_id),
+            e,
+        ))
+    })
 }

@@ -138,7 +138,7 @@ pub fn copy_into(src: &Volume, dst: &NewVolume<'_>, progress: &dyn Progress) -> 
             ss,
             &mut buf,
         );
-        super::file::write_data_at(dst.file, &buf, dst.header.data_offset + c * CHUNK_SIZE)
+        dst.write_stored(c * CHUNK_SIZE, &buf)
             .map_err(Error::io(format!("writing chunk {c} of the copy")))?;
         done.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
