@@ -58,9 +58,20 @@ pub enum ChunkError {
     },
 }
 
-/// SHA-256 of `data`, lowercase hex: a chunk's name.
+/// BLAKE3 of `data`, lowercase hex: a chunk's name (manifest format 2).
+/// BLAKE3 rather than SHA-256 because every byte of a snapshot and of a
+/// restore is hashed: 4.1 GB/s per core here against 1.6 GB/s for SHA-256
+/// with SHA-NI, which kept full snapshots and restores below disk-copy speed.
 pub fn chunk_hash(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// True if `name` names `data`: its BLAKE3, or its SHA-256 for chunks
+/// stored by format-1 builds (still referenced by their manifests, and by
+/// later incremental snapshots that kept those chunks). Either way the
+/// name is a preimage-resistant digest bound by the authenticated manifest.
+pub fn names(name: &str, data: &[u8]) -> bool {
+    chunk_hash(data) == name || hex::encode(Sha256::digest(data)) == name
 }
 
 /// What a collection of unreferenced chunks did.
@@ -372,7 +383,7 @@ impl LocalChunkStore {
                 len: *len,
             };
             let data = self.read_at(hash, &loc)?;
-            if chunk_hash(&data) != *hash {
+            if !names(hash, &data) {
                 // Keep a damaged chunk where it is; restores report it.
                 return Err(ChunkError::Corrupt(hash.clone()));
             }
@@ -454,7 +465,7 @@ impl ChunkStore for LocalChunkStore {
             }
             Err(e) => return Err(e),
         };
-        if chunk_hash(&data) != hash {
+        if !names(hash, &data) {
             return Err(ChunkError::Corrupt(hash.to_string()));
         }
         Ok(data)
@@ -615,6 +626,26 @@ mod tests {
         let (missing, _) = chunk(5, 10);
         assert!(matches!(again.get(&missing), Err(ChunkError::Missing(_))));
         assert_eq!(files(d.path()).len(), 2, "one pack and its index");
+    }
+
+    #[test]
+    fn chunks_are_named_by_blake3_and_sha256_names_still_verify() {
+        // BLAKE3 test vector for "abc".
+        assert_eq!(
+            chunk_hash(b"abc"),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(names(sha, b"abc") && names(&chunk_hash(b"abc"), b"abc"));
+        assert!(!names(sha, b"abd"));
+        // A chunk a format-1 build stored under its SHA-256 name.
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalChunkStore::new(d.path());
+        let data = vec![5u8; 4096];
+        let old_name = hex::encode(Sha256::digest(&data));
+        s.put(&old_name, &data).unwrap();
+        s.sync().unwrap();
+        assert_eq!(LocalChunkStore::new(d.path()).get(&old_name).unwrap(), data);
     }
 
     #[test]

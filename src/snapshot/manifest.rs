@@ -3,7 +3,7 @@
 //! A manifest file is three lines of text:
 //!
 //! ```text
-//! cryptvol-snapshot-manifest 1\n          magic and format version
+//! cryptvol-snapshot-manifest 2\n          magic and format version
 //! {"snapshot_id":"snap-…",…}\n            the Manifest as one line of JSON
 //! mac hmac-sha256 <64 hex>\n               MAC over the first two lines
 //! ```
@@ -11,9 +11,11 @@
 //! For an encrypted volume the MAC key is derived from the volume's data key
 //! (HKDF-SHA256, see [`crate::crypto::kdf`]), so only someone who can unwrap the data
 //! key through the KMS can make a manifest that verifies: a swapped or edited
-//! manifest is refused at restore. Chunks are named by the SHA-256 of their
+//! manifest is refused at restore. Chunks are named by the BLAKE3 of their
 //! bytes and checked against it when read, so a swapped or altered chunk is
-//! refused too. An unencrypted volume has no key; its manifest carries a
+//! refused too. (Format 1 named chunks by SHA-256; format 2 manifests may
+//! still list such chunks, kept from a format-1 parent, and they verify by
+//! that digest, see [`super::chunks::names`].) An unencrypted volume has no key; its manifest carries a
 //! plain `sha256` (integrity against accidents, not against an attacker).
 
 use std::collections::BTreeMap;
@@ -24,7 +26,8 @@ use sha2::{Digest, Sha256};
 use crate::crypto::SecretBytes;
 
 pub const MAGIC_LINE: &str = "cryptvol-snapshot-manifest";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: chunks are named by BLAKE3 (1: SHA-256). Both are read.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Snapshot lifecycle, as EBS names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,7 +62,7 @@ pub struct Manifest {
     pub start_time: String,
     pub completion_time: String,
     pub chunk_size: u64,
-    /// (chunk index, SHA-256 hex of the stored chunk), ascending.
+    /// (chunk index, BLAKE3 hex of the stored chunk), ascending.
     pub chunks: Vec<(u64, String)>,
     /// Bytes this snapshot added to the store (new chunks).
     pub bytes_added: u64,
@@ -257,6 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn format_1_manifests_are_still_read() {
+        // A format-1 manifest is the same text with version 1 (its chunk
+        // names are SHA-256, which the chunk store still accepts).
+        let key = mac_key(&[7u8; 64]);
+        let v2 = String::from_utf8(sample().encode(Some(&key))).unwrap();
+        let first = v2.find('\n').unwrap();
+        assert_eq!(&v2[..first], "cryptvol-snapshot-manifest 2");
+        let body_end = first + 1 + v2[first + 1..].find('\n').unwrap() + 1;
+        let mut v1 = format!("cryptvol-snapshot-manifest 1{}", &v2[first..body_end]);
+        let (alg, t) = tag(Some(&key), v1.as_bytes());
+        v1.push_str(&format!("mac {alg} {t}\n"));
+        assert_eq!(
+            Manifest::verify(v1.as_bytes(), Some(&key)).unwrap(),
+            sample()
+        );
+    }
+
+    #[test]
     fn unencrypted_manifests_carry_a_plain_hash() {
         let bytes = sample().encode(None);
         assert!(Manifest::verify(&bytes, None).is_ok());
@@ -274,7 +295,7 @@ mod tests {
             Err(ManifestError::BadMagic)
         );
         let b = sample().encode(None);
-        let newer = String::from_utf8(b).unwrap().replacen(" 1\n", " 9\n", 1);
+        let newer = String::from_utf8(b).unwrap().replacen(" 2\n", " 9\n", 1);
         assert_eq!(
             Manifest::decode_unverified(newer.as_bytes()),
             Err(ManifestError::TooNew(9))
