@@ -35,7 +35,7 @@
 #   BENCH_CRYPTO_ROUNDS=2  interleaved crypto rounds
 #   BENCH_FIO=1            0 skips the NBD (fio) part
 #   BENCH_WORKFLOWS=1      0 skips the snapshot / re-encrypt part
-#   BENCH_WF_ROUNDS=2      interleaved workflow rounds
+#   BENCH_WF_ROUNDS=3      interleaved workflow rounds (disk-bound, so noisier)
 #   BENCH_BUILD=1          0 skips `cargo build --release` (use existing binaries)
 #   BENCH_STRICT=0         1 exits 1 when a target is missed
 #   TMPDIR                 where the temporary images go (needs ~1 GiB per server)
@@ -59,7 +59,7 @@ CRYPTO_ROUNDS=${BENCH_CRYPTO_ROUNDS:-2}
 DO_BUILD=${BENCH_BUILD:-1}
 DO_FIO=${BENCH_FIO:-1}
 DO_WF=${BENCH_WORKFLOWS:-1}
-WF_ROUNDS=${BENCH_WF_ROUNDS:-2}
+WF_ROUNDS=${BENCH_WF_ROUNDS:-3}
 STRICT=${BENCH_STRICT:-0}
 read -r -a SERVERS <<<"${BENCH_SERVERS:-cryptvol nbdkit-file nbdkit-luks}"
 [[ $DO_FIO == 1 ]] || SERVERS=()

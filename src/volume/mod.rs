@@ -632,7 +632,6 @@ impl VolumeStore {
     }
 }
 
-/// Opens a new file readable only by its owner.
 /// How often a file being filled is pushed to disk (see [`while_flushing`]).
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -671,6 +670,7 @@ fn while_flushing<T>(f: &File, work: impl FnOnce() -> T) -> std::io::Result<T> {
     })
 }
 
+/// Opens a (new) file readable only by its owner.
 fn private_file(path: &Path, create_new: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
