@@ -243,6 +243,59 @@ pub fn ensure_private(path: &Path, kind: Private) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Binds a Unix socket at `path` that only its owner can connect to, with
+/// no instant at which it exists with a wider mode: it is bound inside a
+/// fresh `0700` directory next to `path`, made `0600`, then renamed into
+/// place (a socket is bound to its inode, so the listener follows).
+///
+/// A socket already at `path` that nobody answers on is a stale one from a
+/// killed server and is replaced; a live one, or anything that is not a
+/// socket, is refused and left alone.
+pub fn bind_private_socket(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; refusing to replace it (choose another --socket path)",
+                    path.display()
+                ),
+            ))
+        }
+        Ok(_) if UnixStream::connect(path).is_ok() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running server", path.display()),
+            ))
+        }
+        Ok(_) => fs::remove_file(path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Short names: a socket path has to fit in 108 bytes.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let staging = loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let d = parent_dir(path).join(format!(".cv-{}-{n}", std::process::id()));
+        match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(&d) {
+            Ok(()) => break d,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let staged = staging.join("s");
+    let bound = UnixListener::bind(&staged).and_then(|l| {
+        fs::set_permissions(&staged, fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+        fs::rename(&staged, path)?;
+        Ok(l)
+    });
+    let _ = fs::remove_file(&staged);
+    let _ = fs::remove_dir(&staging);
+    bound
+}
+
 /// Reads a whole file, naming the path in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
     fs::read(path).map_err(|e| FsError::new("read", path, e))
@@ -350,6 +403,44 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_sockets_are_owner_only_replace_only_stale_sockets_and_leave_nothing() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("nbd.sock");
+        let l = bind_private_socket(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // The listener answers at the final path.
+        let mut c = UnixStream::connect(&path).unwrap();
+        let (mut a, _) = l.accept().unwrap();
+        a.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+        // Live: refused.
+        let e = bind_private_socket(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        // Stale (its server is gone, the file stays): replaced.
+        drop((a, c, l));
+        assert!(path.exists());
+        let _l2 = bind_private_socket(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // Not a socket: refused and left intact.
+        let file = d.path().join("precious");
+        fs::write(&file, b"data").unwrap();
+        let e = bind_private_socket(&file).unwrap_err();
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        assert_eq!(fs::read(&file).unwrap(), b"data");
+        // No staging directories left behind.
+        let mut names: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["nbd.sock", "precious"]);
     }
 
     #[test]

@@ -180,18 +180,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_rx2 = stop_rx.clone();
         let server = if let Some(path) = &args.socket {
-            // A stale socket from a previous run would make bind fail.
-            if path.exists() {
-                std::fs::remove_file(path)?;
-            }
-            let l = tokio::net::UnixListener::bind(path)?;
-            // Whoever can connect reads and writes the plaintext: owner
-            // only. (The socket exists with the umask's mode for an instant
-            // before this; a private directory closes that gap too.)
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            }
+            // Whoever can connect reads and writes the plaintext: owner only.
+            let l = crate::fsutil::bind_private_socket(path)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::UnixListener::from_std(l)
+                })
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
             announce(
                 ctx,
                 &attached,

@@ -105,20 +105,9 @@ pub async fn serve(
 
 /// Binds a volume's control socket, replacing a stale one.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if path.exists() {
-        // Someone answering there means another live server: refuse.
-        if UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("{} is in use", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let l = tokio::net::UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
+    let l = crate::fsutil::bind_private_socket(path)?;
+    l.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(l)
 }
 
 /// Asks the process serving a volume to snapshot it. `Ok(None)` when no
