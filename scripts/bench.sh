@@ -36,6 +36,8 @@
 #   BENCH_FIO=1            0 skips the NBD (fio) part
 #   BENCH_WORKFLOWS=1      0 skips the snapshot / re-encrypt part
 #   BENCH_WF_ROUNDS=3      interleaved workflow rounds (disk-bound, so noisier)
+#   BENCH_LIVE_SECONDS=8   fio 4k randwrite run, once alone and once while
+#                          snapshots of the served volume are taken back to back
 #   BENCH_BUILD=1          0 skips `cargo build --release` (use existing binaries)
 #   BENCH_STRICT=0         1 exits 1 when a target is missed
 #   TMPDIR                 where the temporary images go (needs ~1 GiB per server)
@@ -60,6 +62,7 @@ DO_BUILD=${BENCH_BUILD:-1}
 DO_FIO=${BENCH_FIO:-1}
 DO_WF=${BENCH_WORKFLOWS:-1}
 WF_ROUNDS=${BENCH_WF_ROUNDS:-3}
+LIVE_SECONDS=${BENCH_LIVE_SECONDS:-8}
 STRICT=${BENCH_STRICT:-0}
 read -r -a SERVERS <<<"${BENCH_SERVERS:-cryptvol nbdkit-file nbdkit-luks}"
 [[ $DO_FIO == 1 ]] || SERVERS=()
@@ -79,7 +82,7 @@ die() { log "error: $*"; exit 1; }
 
 # --- arguments and tools ------------------------------------------------------
 
-for var in RUNTIME ROUNDS RAMP CRYPTO_SECONDS CRYPTO_ROUNDS WF_ROUNDS; do
+for var in RUNTIME ROUNDS RAMP CRYPTO_SECONDS CRYPTO_ROUNDS WF_ROUNDS LIVE_SECONDS; do
     [[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, got '${!var}'"
 done
 ((RUNTIME > 0 && ROUNDS > 0 && CRYPTO_SECONDS > 0 && CRYPTO_ROUNDS > 0 && WF_ROUNDS > 0)) ||
@@ -581,6 +584,32 @@ if [[ $DO_WF == 1 ]]; then
         sed -i "\$s/\$/\t$added/" "$WF_RESULTS"
         log "incremental snapshot added $added bytes"
     fi
+
+    # Live snapshots while fio writes: how long each paused the writers, and
+    # fio's write latency with and without snapshots running.
+    wf_serve src
+    live_fio() { # live_fio JSON SECONDS
+        fio --name=live --ioengine=nbd --uri="$WF_URI" --rw=randwrite --bs=4k --iodepth=16 \
+            --numjobs=1 --time_based --runtime="$2" --size="$SIZE" \
+            --output-format=json --output="$1" >"$1.log" 2>&1
+    }
+    run_child live_fio "$WF/live-base.json" "$LIVE_SECONDS" || die "fio against the live volume failed"
+    live_fio "$WF/live-snap.json" "$LIVE_SECONDS" &
+    live_pid=$!
+    PIDS+=("$live_pid")
+    n=0
+    sleep 1
+    while alive "$live_pid"; do
+        n=$((n + 1))
+        cv --output json snapshot create src --description "live $n" >"$WF/live-snap.$n.out" 2>"$WF/live-snap.$n.err" ||
+            log "live snapshot $n failed: $(tail -n 2 "$WF/live-snap.$n.err")"
+        sleep 1
+    done
+    wait "$live_pid" || die "fio against the live volume failed while snapshots ran"
+    stop_pid "$WF_PID"
+    python3 "$LIB" live "$WF/live-base.json" "$WF/live-snap.json" "$WF"/live-snap.*.out >>"$WF_RESULTS" ||
+        log "could not summarize the live snapshots"
+    log "live snapshots: $(tail -n 1 "$WF_RESULTS")"
 fi
 
 # --- report -------------------------------------------------------------------

@@ -94,7 +94,14 @@ pub trait ChunkStore: Send + Sync + std::fmt::Debug {
     fn put(&self, hash: &str, data: &[u8]) -> Result<bool, ChunkError>;
     /// Reads a chunk and checks it against its hash.
     fn get(&self, hash: &str) -> Result<Vec<u8>, ChunkError>;
-    /// Makes every `put` so far durable.
+    /// Like [`ChunkStore::put`], but never waits on the disk: a pack this
+    /// fills is left for [`ChunkStore::seal_full`] or `sync` to make durable.
+    /// For copy-on-write in a client's write path, whose latency the client
+    /// sees (sealing syncs 64 MiB: a stall of hundreds of milliseconds).
+    fn put_deferred(&self, hash: &str, data: &[u8]) -> Result<bool, ChunkError>;
+    /// Makes the packs `put_deferred` filled durable.
+    fn seal_full(&self) -> Result<(), ChunkError>;
+    /// Makes every `put` and `put_deferred` so far durable.
     fn sync(&self) -> Result<(), ChunkError>;
     /// Drops every chunk not in `live`, and the leftovers of interrupted
     /// writes. Only while no writer runs (the caller holds the gc lock).
@@ -145,6 +152,8 @@ struct Inner {
     /// Open packs not in use by a worker; a worker takes one (or opens a
     /// new one), so parallel workers append to different files.
     idle: Mutex<Vec<OpenPack>>,
+    /// Packs that `put_deferred` filled, waiting to be sealed.
+    full: Mutex<Vec<OpenPack>>,
 }
 
 /// Chunks in pack files under one directory (see the module docs). Clones
@@ -161,6 +170,7 @@ impl LocalChunkStore {
                 dir: dir.to_path_buf(),
                 state: RwLock::new(State::default()),
                 idle: Mutex::new(Vec::new()),
+                full: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -307,8 +317,46 @@ impl LocalChunkStore {
         Ok(())
     }
 
-    /// Appends `data` to a pack as chunk `hash` (already reserved).
-    fn append(&self, hash: &str, data: &[u8]) -> Result<(), ChunkError> {
+    /// Seals `packs`, all of them even after a failure; the first error.
+    fn seal_all(&self, packs: Vec<OpenPack>) -> Result<(), ChunkError> {
+        let mut first_err = None;
+        for p in packs {
+            if let Err(e) = self.seal(p) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// `put`, sealing a pack it fills now or (`defer`) later.
+    fn put_inner(&self, hash: &str, data: &[u8], defer: bool) -> Result<bool, ChunkError> {
+        self.ensure_loaded()?;
+        {
+            // Reserve the name, so two workers with equal chunks write once.
+            let mut st = self.write_state();
+            if st.sealed.contains_key(hash) || st.unsealed.contains_key(hash) {
+                return Ok(false);
+            }
+            let placeholder = Loc {
+                pack: Arc::from(""),
+                offset: 0,
+                len: 0,
+            };
+            st.unsealed.insert(hash.to_string(), placeholder);
+        }
+        if let Err(e) = self.append(hash, data, defer) {
+            self.write_state().unsealed.remove(hash);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Appends `data` to a pack as chunk `hash` (already reserved). A pack
+    /// this fills is sealed now, or queued for `seal_full` with `defer`.
+    fn append(&self, hash: &str, data: &[u8], defer: bool) -> Result<(), ChunkError> {
         let mut pack = self.take_pack()?;
         let offset = pack.len;
         if let Err(e) = pack.file.write_all(data) {
@@ -333,7 +381,14 @@ impl LocalChunkStore {
                 len,
             },
         );
-        if pack.len >= PACK_SEAL_BYTES {
+        if pack.len >= PACK_SEAL_BYTES && defer {
+            self.inner
+                .full
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(pack);
+            Ok(())
+        } else if pack.len >= PACK_SEAL_BYTES {
             self.seal(pack)
         } else {
             self.inner
@@ -387,7 +442,7 @@ impl LocalChunkStore {
                 // Keep a damaged chunk where it is; restores report it.
                 return Err(ChunkError::Corrupt(hash.clone()));
             }
-            self.append(hash, &data)?;
+            self.append(hash, &data, false)?;
         }
         self.sync()
     }
@@ -426,25 +481,16 @@ impl ChunkStore for LocalChunkStore {
     }
 
     fn put(&self, hash: &str, data: &[u8]) -> Result<bool, ChunkError> {
-        self.ensure_loaded()?;
-        {
-            // Reserve the name, so two workers with equal chunks write once.
-            let mut st = self.write_state();
-            if st.sealed.contains_key(hash) || st.unsealed.contains_key(hash) {
-                return Ok(false);
-            }
-            let placeholder = Loc {
-                pack: Arc::from(""),
-                offset: 0,
-                len: 0,
-            };
-            st.unsealed.insert(hash.to_string(), placeholder);
-        }
-        if let Err(e) = self.append(hash, data) {
-            self.write_state().unsealed.remove(hash);
-            return Err(e);
-        }
-        Ok(true)
+        self.put_inner(hash, data, false)
+    }
+
+    fn put_deferred(&self, hash: &str, data: &[u8]) -> Result<bool, ChunkError> {
+        self.put_inner(hash, data, true)
+    }
+
+    fn seal_full(&self) -> Result<(), ChunkError> {
+        let packs = std::mem::take(&mut *self.inner.full.lock().unwrap_or_else(|e| e.into_inner()));
+        self.seal_all(packs)
     }
 
     fn get(&self, hash: &str) -> Result<Vec<u8>, ChunkError> {
@@ -472,17 +518,12 @@ impl ChunkStore for LocalChunkStore {
     }
 
     fn sync(&self) -> Result<(), ChunkError> {
-        let packs = std::mem::take(&mut *self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut first_err = None;
-        for p in packs {
-            if let Err(e) = self.seal(p) {
-                first_err.get_or_insert(e);
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let mut packs =
+            std::mem::take(&mut *self.inner.full.lock().unwrap_or_else(|e| e.into_inner()));
+        packs.append(&mut std::mem::take(
+            &mut *self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
+        self.seal_all(packs)
     }
 
     fn retain(&self, live: &HashSet<String>) -> Result<Retained, ChunkError> {
@@ -776,5 +817,42 @@ mod tests {
             .filter(|f| f.ends_with(".pack"))
             .count();
         assert!(packs >= 3, "{packs} packs for {n} chunks");
+    }
+
+    #[test]
+    fn deferred_puts_leave_full_packs_for_seal_full() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalChunkStore::new(d.path());
+        let per = 512 * 1024;
+        let n = PACK_SEAL_BYTES as usize / per + 1;
+        let chunks: Vec<_> = (0..n)
+            .map(|i| {
+                let mut data = vec![1u8; per];
+                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                (chunk_hash(&data), data)
+            })
+            .collect();
+        let indexes = || {
+            files(d.path())
+                .iter()
+                .filter(|f| f.ends_with(".idx"))
+                .count()
+        };
+        for (h, data) in &chunks {
+            assert!(s.put_deferred(h, data).unwrap());
+        }
+        // The first pack is full, but nothing was synced in the put path.
+        assert_eq!(indexes(), 0);
+        assert_eq!(s.inner.full.lock().unwrap().len(), 1);
+        // Still readable before it is sealed.
+        assert_eq!(s.get(&chunks[0].0).unwrap(), chunks[0].1);
+        s.seal_full().unwrap();
+        assert_eq!(indexes(), 1, "the full pack is sealed");
+        s.sync().unwrap();
+        assert_eq!(indexes(), 2, "and the partial one at sync");
+        let fresh = LocalChunkStore::new(d.path());
+        for (h, data) in &chunks {
+            assert_eq!(&fresh.get(h).unwrap(), data);
+        }
     }
 }

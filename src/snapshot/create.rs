@@ -86,6 +86,7 @@ fn capture_and_write(
     });
 
     let chunks = LocalChunkStore::clone_of(store);
+    let sealer = chunks.clone();
     let added = Arc::new(AtomicU64::new(0));
     let added2 = added.clone();
     let sink = Box::new(
@@ -94,7 +95,12 @@ fn capture_and_write(
                 return Ok(None);
             }
             let hash = chunk_hash(data);
-            if chunks.put(&hash, data).map_err(|e| e.to_string())? {
+            // Writers run this too (copy-on-write): they must not wait for a
+            // pack to be synced; the snapshot's own threads seal below.
+            if chunks
+                .put_deferred(&hash, data)
+                .map_err(|e| e.to_string())?
+            {
                 added2.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             Ok(Some(hash))
@@ -106,13 +112,13 @@ fn capture_and_write(
     let todo = cap.chunks();
     let chunk_len = |c: u64| CHUNK_SIZE.min(h.size - c * CHUNK_SIZE);
     progress.start(todo.iter().map(|&c| chunk_len(c)).sum());
-    let _ = parallel_io(todo.len(), |i| -> Result<(), std::convert::Infallible> {
+    let sealed = parallel_io(todo.len(), |i| -> Result<(), String> {
         cap.save(todo[i], |c, buf| volume.read_raw_chunk(c, buf));
         progress.advance(chunk_len(todo[i]));
-        Ok(())
+        sealer.seal_full().map_err(|e| e.to_string())
     });
-    let saved = match cap
-        .finish()
+    let saved = match sealed
+        .and_then(|()| cap.finish())
         .and_then(|r| store.chunks().sync().map(|_| r).map_err(|e| e.to_string()))
     {
         Ok(r) => r,
