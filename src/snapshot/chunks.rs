@@ -784,19 +784,26 @@ mod tests {
         );
     }
 
+    /// Snapshot-sized chunks.
+    const CHUNK: u64 = 512 * 1024;
+
+    /// `n` different chunks of [`CHUNK`] bytes, with their names.
+    fn distinct_chunks(n: usize) -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let mut data = vec![0u8; CHUNK as usize];
+                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                (chunk_hash(&data), data)
+            })
+            .collect()
+    }
+
     #[test]
     fn parallel_puts_fill_separate_packs_and_seal_at_the_threshold() {
         let d = tempfile::tempdir().unwrap();
         let s = LocalChunkStore::new(d.path());
-        let per = 512 * 1024;
-        let n = (PACK_SEAL_BYTES as usize / per) * 2 + 3;
-        let chunks: Vec<_> = (0..n)
-            .map(|i| {
-                let mut data = vec![0u8; per];
-                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                (chunk_hash(&data), data)
-            })
-            .collect();
+        let n = (PACK_SEAL_BYTES / CHUNK) as usize * 2 + 3;
+        let chunks = distinct_chunks(n);
         std::thread::scope(|sc| {
             for part in chunks.chunks(n / 2 + 1) {
                 let s = &s;
@@ -823,15 +830,8 @@ mod tests {
     fn deferred_puts_leave_full_packs_for_seal_full() {
         let d = tempfile::tempdir().unwrap();
         let s = LocalChunkStore::new(d.path());
-        let per = 512 * 1024;
-        let n = PACK_SEAL_BYTES as usize / per + 1;
-        let chunks: Vec<_> = (0..n)
-            .map(|i| {
-                let mut data = vec![1u8; per];
-                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                (chunk_hash(&data), data)
-            })
-            .collect();
+        let n = (PACK_SEAL_BYTES / CHUNK) as usize + 1;
+        let chunks = distinct_chunks(n);
         let indexes = || {
             files(d.path())
                 .iter()
