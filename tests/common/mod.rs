@@ -219,12 +219,19 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// Every file under `dir`, recursively.
+/// Every file under `dir`, recursively. A directory that vanishes while
+/// it is walked (a running server's short-lived staging directory) is
+/// skipped; `dir` itself must exist.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && d != dir => continue,
+            Err(e) => panic!("read dir {}: {e}", d.display()),
+        };
+        for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
