@@ -274,6 +274,7 @@ pub fn bind_private_socket(path: &Path) -> io::Result<std::os::unix::net::UnixLi
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    remove_dead_staging(parent_dir(path));
     // Short names: a socket path has to fit in 108 bytes.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let staging = loop {
@@ -294,6 +295,28 @@ pub fn bind_private_socket(path: &Path) -> io::Result<std::os::unix::net::UnixLi
     let _ = fs::remove_file(&staged);
     let _ = fs::remove_dir(&staging);
     bound
+}
+
+/// Removes the staging directories `bind_private_socket` left in `dir`
+/// when its process was killed in the middle (`.cv-PID-N`, PID gone).
+fn remove_dead_staging(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".cv-"))
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let _ = fs::remove_file(e.path().join("s"));
+        let _ = fs::remove_dir(e.path());
+    }
 }
 
 /// Reads a whole file, naming the path in the error.
@@ -434,13 +457,19 @@ mod tests {
         let e = bind_private_socket(&file).unwrap_err();
         assert!(e.to_string().contains("is not a socket"), "{e}");
         assert_eq!(fs::read(&file).unwrap(), b"data");
+        // A dead process's staging directory is cleared by the next bind.
+        let dead = d.path().join(".cv-999999999-0");
+        fs::create_dir(&dead).unwrap();
+        fs::write(dead.join("s"), b"").unwrap();
+        let _l3 = bind_private_socket(&d.path().join("other.sock")).unwrap();
+        assert!(!dead.exists());
         // No staging directories left behind.
         let mut names: Vec<String> = fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["nbd.sock", "precious"]);
+        assert_eq!(names, ["nbd.sock", "other.sock", "precious"]);
     }
 
     #[test]
