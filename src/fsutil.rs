@@ -122,29 +122,40 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
         .map_err(|e| FsError::new("fsync directory", dir, e))
 }
 
+/// Creates a fresh entry `{prefix}{pid}-{n}` in `dir` with `create`,
+/// trying the next `n` while the name exists (a leftover from a crashed
+/// process that had our pid). Returns its path and what `create` made.
+fn create_unique<T>(
+    dir: &Path,
+    prefix: &str,
+    mut create: impl FnMut(&Path) -> io::Result<T>,
+) -> Result<(PathBuf, T), (PathBuf, io::Error)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = dir.join(format!("{prefix}{}-{n}", std::process::id()));
+        match create(&p) {
+            Ok(t) => return Ok((p, t)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err((p, e)),
+        }
+    }
+}
+
 /// Creates a fresh, empty `0600` temporary file next to `target`.
 fn create_temp(target: &Path) -> Result<(PathBuf, File), FsError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = parent_dir(target);
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        match OpenOptions::new()
+    create_unique(parent_dir(target), &format!(".{name}.tmp-"), |tmp| {
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(PRIVATE_FILE_MODE)
-            .open(&tmp)
-        {
-            Ok(f) => return Ok((tmp, f)),
-            // A leftover from a crashed process that had our pid: try the next name.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(FsError::new("create temporary file", &tmp, e)),
-        }
-    }
+            .open(tmp)
+    })
+    .map_err(|(tmp, e)| FsError::new("create temporary file", &tmp, e))
 }
 
 /// Writes `contents` to a new temporary file next to `target` and fsyncs it.
@@ -275,17 +286,11 @@ pub fn bind_private_socket(path: &Path) -> io::Result<std::os::unix::net::UnixLi
         Err(e) => return Err(e),
     }
     remove_dead_staging(parent_dir(path));
-    // Short names: a socket path has to fit in 108 bytes.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let staging = loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let d = parent_dir(path).join(format!(".cv-{}-{n}", std::process::id()));
-        match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(&d) {
-            Ok(()) => break d,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    // A short name: a socket path has to fit in 108 bytes.
+    let (staging, ()) = create_unique(parent_dir(path), ".cv-", |d| {
+        DirBuilder::new().mode(PRIVATE_DIR_MODE).create(d)
+    })
+    .map_err(|(_, e)| e)?;
     let staged = staging.join("s");
     let bound = UnixListener::bind(&staged).and_then(|l| {
         fs::set_permissions(&staged, fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
